@@ -1,0 +1,98 @@
+"""The ``examkit`` command: exit codes, error lines, and the command groups."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+import typer
+
+from examkit import __version__
+from examkit.errors import ExamkitError
+
+from . import case_cmds, demo_cmd, files_cmd, plugins_cmd, scan_cmd
+from .render import err
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTEGRITY = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="examkit",
+    help=(
+        "Forensic examiner's toolkit: scan seized disk images, hash every file, "
+        "and keep a chain-of-custody case database.\n\n"
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure (hash mismatch)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"examkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """examkit."""
+
+
+scan_cmd.register(app)
+case_cmds.register(app)
+files_cmd.register(app)
+plugins_cmd.register(app)
+demo_cmd.register(app)
+
+
+def _error(message: str, hint: str = "") -> None:
+    err.print(f"examkit: error: {message}", markup=False, highlight=False)
+    if hint:
+        err.print(f"hint: {hint}", markup=False, highlight=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit code (errors are one line plus a hint)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="examkit", standalone_mode=False)
+    except ExamkitError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(exc.message, exc.hint)
+        return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "")
+        return EXIT_OK
+    except click.ClickException as exc:
+        if debug:
+            traceback.print_exc()
+        _error(exc.format_message(), "run the command with --help for its options")
+        return EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _error("interrupted", "nothing half-written was kept; run the command again")
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        _error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            "run again with --debug and report the traceback",
+        )
+        return EXIT_ERROR
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

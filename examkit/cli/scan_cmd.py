@@ -1,0 +1,185 @@
+"""``examkit scan``: the main job."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from examkit.display import safe_text
+from examkit.evidence import parse_expect
+from examkit.models import ScanSummary
+from examkit.scan import ScanOptions, scan
+from examkit.scan import summary_json as _summary_json
+
+from .render import err, human_bytes, out, print_json, table
+
+EXAMINER_ENV = "EXAMKIT_EXAMINER"
+
+
+class RichProgress:
+    """Draws the scan's progress on stderr: files, bytes, rate and ETA."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files"),
+            TextColumn("{task.fields[done_bytes]}"),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
+        self.task: TaskID | None = None
+        self.bytes_done = 0
+        self.bytes_total = 0
+
+    def __enter__(self) -> RichProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+    def phase(self, name: str, evidence_id: str, files: int, nbytes: int) -> None:
+        if self.task is not None:
+            self.bar.stop_task(self.task)
+        label = f"{name} {safe_text(evidence_id)}"
+        self.bytes_done, self.bytes_total = 0, nbytes
+        # the bar measures bytes when hashing (rate, ETA) and entries when listing
+        total = nbytes if name == "hashing" else None
+        self.task = self.bar.add_task(label, total=total, done_bytes="")
+        self.files_total = files
+        self.files_done = 0
+
+    def listed(self, entries: int) -> None:
+        if self.task is not None:
+            self.files_done += entries
+            self.bar.update(self.task, advance=0, done_bytes=f"{self.files_done:,} entries")
+
+    def hashed(self, files: int, nbytes: int) -> None:
+        if self.task is None:
+            return
+        self.files_done += files
+        self.bytes_done += nbytes
+        self.bar.update(
+            self.task,
+            advance=nbytes,
+            done_bytes=(
+                f"{self.files_done:,}/{self.files_total:,} · "
+                f"{human_bytes(self.bytes_done)}/{human_bytes(self.bytes_total)}"
+            ),
+        )
+
+
+def render_summary(summary: ScanSummary) -> None:
+    rows = []
+    for ev in summary.evidence:
+        rows.append(
+            (
+                ev.evidence_id,
+                ev.container,
+                human_bytes(ev.media_size),
+                ev.volumes,
+                f"{ev.filesystems} ok, {ev.filesystem_errors} not opened",
+                ev.files,
+                human_bytes(ev.bytes_hashed),
+                ev.verification,
+            )
+        )
+    out.print(
+        table(
+            f"Scan run {summary.run_id}: {summary.status} in {summary.seconds:.1f} s",
+            [
+                "evidence",
+                "container",
+                "media",
+                "volumes",
+                "file systems",
+                "streams",
+                "hashed",
+                "verification",
+            ],
+            rows,
+        )
+    )
+    for ev in summary.evidence:
+        states = ", ".join(f"{k} {v:,}" for k, v in sorted(ev.by_state.items()))
+        statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(ev.by_status.items()))
+        out.print(f"{safe_text(ev.evidence_id)}: {states} | read status: {statuses}", markup=False)
+        if ev.verification_detail:
+            out.print(
+                f"{safe_text(ev.evidence_id)} verification: {ev.verification_detail}", markup=False
+            )
+    out.print(f"case file: {summary.case}", markup=False)
+
+
+def exit_code(summary: ScanSummary) -> int:
+    if any(ev.verification == "mismatch" for ev in summary.evidence):
+        return 3
+    return 0 if summary.status == "complete" else 1
+
+
+def scan_command(
+    images: list[Path] = typer.Argument(..., help="Image files (raw/dd, split raw, E01 …)."),
+    case: Path = typer.Option(..., "--case", "-c", help="Case database (created if missing)."),
+    examiner: str = typer.Option(
+        None, "--examiner", "-e", envvar=EXAMINER_ENV, help="Who runs the scan."
+    ),
+    evidence_id: str = typer.Option(None, "--evidence-id", help="Id for this evidence item."),
+    description: str = typer.Option(None, "--description", help="Evidence description."),
+    expect: list[str] = typer.Option(
+        [], "--expect", help="Acquisition hash to verify, ALGO:HEX (md5, sha1, sha256)."
+    ),
+    workers: int = typer.Option(
+        None, "--workers", "-w", min=0, help="Worker processes (default: all cores; 0: none)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted scan."),
+    no_verify: bool = typer.Option(
+        False, "--no-verify", help="Do not hash the whole media (no verification)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Scan images into a case: every volume, file system, file and stream, hashed."""
+    options = ScanOptions(resume=resume, verify_media=not no_verify)
+    if workers is not None:
+        options.workers = workers
+    expected = parse_expect(expect)
+    show_bar = not as_json and err.is_terminal
+    argv = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+    if show_bar:
+        with RichProgress() as progress:
+            summary = scan(case, images, examiner, evidence_id, expected, description,
+                           options, progress, argv)  # fmt: skip
+    else:
+        summary = scan(case, images, examiner, evidence_id, expected, description,
+                       options, None, argv)  # fmt: skip
+    if as_json:
+        sys.stdout.write(_summary_json(summary) + "\n")
+    else:
+        render_summary(summary)
+    code = exit_code(summary)
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan_command)
+
+
+__all__ = ["print_json", "register"]

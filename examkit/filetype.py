@@ -1,0 +1,128 @@
+"""Real file type from content (libmagic) and extension-mismatch detection."""
+
+from __future__ import annotations
+
+import mimetypes
+from functools import lru_cache
+from typing import Any
+
+# MIME types that say nothing specific about the content: no mismatch is
+# claimed for them.
+_UNSPECIFIC = frozenset(
+    {
+        "application/octet-stream",
+        "inode/x-empty",
+        "application/x-empty",
+        "text/plain",
+        "application/x-data",
+    }
+)
+
+# Extensions whose content legitimately has another MIME type than
+# ``mimetypes`` gives (container formats, text dialects).
+_ALSO = {
+    ".docx": {"application/zip"},
+    ".xlsx": {"application/zip"},
+    ".pptx": {"application/zip"},
+    ".odt": {"application/zip"},
+    ".jar": {"application/zip", "application/java-archive"},
+    ".apk": {"application/zip"},
+    ".epub": {"application/zip"},
+    ".svg": {"image/svg+xml", "text/xml", "application/xml", "text/html"},
+    ".xml": {"text/xml", "application/xml"},
+    ".htm": {"text/html"},
+    ".html": {"text/html"},
+    ".csv": {"text/csv"},
+    ".json": {"application/json"},
+    ".js": {"application/javascript", "text/javascript"},
+    ".py": {"text/x-script.python", "text/x-python"},
+    ".sh": {"text/x-shellscript"},
+    ".md": {"text/markdown"},
+    ".jpg": {"image/jpeg"},
+    ".jpeg": {"image/jpeg"},
+    ".jfif": {"image/jpeg"},
+    ".bmp": {"image/bmp", "image/x-ms-bmp"},
+    ".ico": {"image/vnd.microsoft.icon", "image/x-icon"},
+    ".heic": {"image/heic", "image/heif"},
+    ".gz": {"application/gzip", "application/x-gzip"},
+    ".tgz": {"application/gzip", "application/x-gzip"},
+    ".7z": {"application/x-7z-compressed"},
+    ".rar": {"application/x-rar", "application/vnd.rar"},
+    ".mp4": {"video/mp4"},
+    ".m4v": {"video/mp4", "video/x-m4v"},
+    ".mov": {"video/quicktime"},
+    ".avi": {"video/x-msvideo"},
+    ".wmv": {"video/x-ms-asf", "video/x-ms-wmv"},
+    ".mkv": {"video/x-matroska"},
+    ".exe": {"application/x-dosexec", "application/vnd.microsoft.portable-executable"},
+    ".dll": {"application/x-dosexec", "application/vnd.microsoft.portable-executable"},
+    ".sqlite": {"application/vnd.sqlite3", "application/x-sqlite3"},
+    ".db": {"application/vnd.sqlite3", "application/x-sqlite3"},
+}
+
+
+@lru_cache(maxsize=1)
+def _magic() -> Any:
+    import magic
+
+    return magic.Magic(mime=True)
+
+
+def libmagic_version() -> str:
+    """The libmagic version python-magic is using, or ``unknown``."""
+    try:
+        import magic
+
+        return str(magic.version())  # type: ignore[no-untyped-call]
+    except Exception:
+        return "unknown"
+
+
+def detect_mime(head: bytes) -> str | None:
+    """MIME type of a stream from its first bytes; ``None`` if libmagic fails."""
+    if not head:
+        return "inode/x-empty"
+    try:
+        mime = _magic().from_buffer(head)
+    except Exception:
+        return None
+    return str(mime) if mime else None
+
+
+def _extension(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    dot = base.rfind(".")
+    if dot <= 0 or dot == len(base) - 1:
+        return ""
+    return base[dot:].lower()
+
+
+def expected_mimes(name: str) -> set[str]:
+    """MIME types an extension promises; empty when the extension is unknown."""
+    ext = _extension(name)
+    if not ext:
+        return set()
+    found = set(_ALSO.get(ext, set()))
+    guessed, _ = mimetypes.guess_type("x" + ext, strict=False)
+    if guessed:
+        found.add(guessed)
+    return found
+
+
+def extension_mismatch(name: str, mime: str | None) -> int | None:
+    """1 if the content's type contradicts the extension, 0 if it agrees, None if unknown.
+
+    Only specific content types count (a JPEG named ``.txt`` is a mismatch; an
+    unrecognised binary named ``.jpg`` is not decided).
+    """
+    if not mime or mime in _UNSPECIFIC:
+        return None
+    expected = expected_mimes(name)
+    if not expected:
+        return None
+    if mime in expected:
+        return 0
+    # text/* content under a text extension of another dialect is not a mismatch
+    if mime.startswith("text/") and any(e.startswith("text/") for e in expected):
+        return 0
+    return 1

@@ -1,0 +1,60 @@
+"""One read, many digests: every chunk of a stream feeds every hasher."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+CHUNK_SIZE = 1 << 20  # 1 MiB: large enough for hashlib to release the GIL, small for memory
+HEAD_SIZE = 8192  # bytes kept from the start of each stream for type detection
+
+# Digest names that have their own column in ``files``; others go to ``files.digests``.
+COLUMN_DIGESTS = ("md5", "sha1", "sha256")
+
+
+class HashObject(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+class Hasher(ABC):
+    """A hasher plugin: a named streaming digest (``md5``, ``sha1`` ...)."""
+
+    name: str
+    version: str = "0"
+
+    @abstractmethod
+    def new(self) -> HashObject:
+        """A fresh digest object."""
+
+
+class StreamDigest:
+    """Feeds each chunk to every hasher once; keeps the first bytes for typing."""
+
+    def __init__(self, hashers: Sequence[Hasher]) -> None:
+        self._objects = [(h.name, h.new()) for h in hashers]
+        self.bytes = 0
+        self._head = bytearray()
+
+    def update(self, chunk: bytes) -> None:
+        for _, obj in self._objects:
+            obj.update(chunk)
+        if len(self._head) < HEAD_SIZE:
+            self._head += chunk[: HEAD_SIZE - len(self._head)]
+        self.bytes += len(chunk)
+
+    @property
+    def head(self) -> bytes:
+        return bytes(self._head)
+
+    def hexdigests(self) -> dict[str, str]:
+        return {name: obj.hexdigest().lower() for name, obj in self._objects}
+
+
+def hash_stream(chunks: Iterable[bytes], hashers: Sequence[Hasher]) -> StreamDigest:
+    """Hash an iterable of chunks with every hasher in a single pass."""
+    digest = StreamDigest(hashers)
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest

@@ -1,0 +1,112 @@
+"""Read-side queries on a case: overviews and file listings for renderers and scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .case import Case
+from .custody import verify_chain
+
+FILE_COLUMNS = (
+    "file_id", "evidence_id", "volume_id", "filesystem_id", "path", "name", "stream", "inode",
+    "meta_type", "size", "allocated", "state", "mtime", "atime", "ctime", "crtime", "mime",
+    "extension_mismatch", "md5", "sha1", "sha256", "bytes_read", "status", "error",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    evidence_id: str | None = None
+    states: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    mime: str | None = None  # prefix, e.g. "image/"
+    path_like: str | None = None  # SQL LIKE pattern
+    limit: int | None = None
+
+
+def list_files(case: Case, flt: FileFilter) -> Iterator[dict[str, Any]]:
+    """File rows matching the filter, in file_id order, streamed."""
+    where, params = [], []
+    if flt.evidence_id:
+        where.append("evidence_id = ?")
+        params.append(flt.evidence_id)
+    if flt.states:
+        where.append(f"state IN ({', '.join('?' * len(flt.states))})")
+        params.extend(flt.states)
+    if flt.statuses:
+        where.append(f"status IN ({', '.join('?' * len(flt.statuses))})")
+        params.extend(flt.statuses)
+    if flt.mime:
+        where.append("mime LIKE ? ESCAPE '\\'")
+        params.append(flt.mime.replace("%", "\\%").replace("_", "\\_") + "%")
+    if flt.path_like:
+        where.append("path LIKE ?")
+        params.append(flt.path_like)
+    sql = f"SELECT {', '.join(FILE_COLUMNS)} FROM files"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY file_id"
+    if flt.limit:
+        sql += f" LIMIT {int(flt.limit)}"
+    yield from case.db.query(sql, params)
+
+
+def overview(case: Case) -> dict[str, Any]:
+    """Everything ``examkit info`` shows, as plain data."""
+    db = case.db
+    info = case.info()
+    evidence = []
+    for row in db.query("SELECT * FROM evidence ORDER BY added_utc, evidence_id"):
+        row = dict(row)
+        eid = row["evidence_id"]
+        row["source_paths"] = json.loads(row["source_paths"])
+        row["container_metadata"] = json.loads(row["container_metadata"] or "{}")
+        row["volumes"] = list(
+            db.query(
+                "SELECT idx, kind, system, start_offset, length, description FROM volumes"
+                " WHERE evidence_id = ? ORDER BY idx",
+                [eid],
+            )
+        )
+        row["filesystems"] = list(
+            db.query(
+                "SELECT filesystem_id, volume_id, walker, fs_type, offset, status, error, entries"
+                " FROM filesystems WHERE evidence_id = ? ORDER BY filesystem_id",
+                [eid],
+            )
+        )
+        row["by_state"] = _grouped(case, "state", eid)
+        row["by_status"] = _grouped(case, "status", eid)
+        row["by_mime"] = _grouped(case, "mime", eid, limit=12)
+        row["extension_mismatches"] = case.conn.execute(
+            "SELECT count(*) FROM files WHERE evidence_id = ? AND extension_mismatch = 1", (eid,)
+        ).fetchone()[0]
+        evidence.append(row)
+    runs = []
+    for row in db.query("SELECT * FROM runs ORDER BY run_id"):
+        row = dict(row)
+        for key in ("command_line", "evidence_ids", "options", "tool_versions",
+                    "plugin_versions", "counts"):  # fmt: skip
+            row[key] = json.loads(row[key]) if row[key] else None
+        runs.append(row)
+    ok, chain = verify_chain(case.conn)
+    (entries,) = case.conn.execute("SELECT count(*) FROM custody_log").fetchone()
+    return {
+        "case": info,
+        "evidence": evidence,
+        "runs": runs,
+        "custody_log": {"entries": entries, "chain_ok": ok, "detail": chain},
+    }
+
+
+def _grouped(case: Case, column: str, evidence_id: str, limit: int | None = None) -> dict[str, int]:
+    sql = (
+        f"SELECT coalesce({column}, '(none)'), count(*) AS n FROM files WHERE evidence_id = ?"
+        f" GROUP BY {column} ORDER BY n DESC, 1"
+    )
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return {str(k): int(n) for k, n in case.conn.execute(sql, (evidence_id,)).fetchall()}

@@ -1,0 +1,496 @@
+"""Scan orchestration: plan in the parent, hash in workers, one writer records it all."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from . import __version__, custody
+from .case import Case, dumps
+from .clock import utc_now
+from .errors import EvidenceError, ExamkitError, UsageError
+from .evidence import open_media, verify
+from .executors import default_workers, local_executor
+from .filetype import libmagic_version
+from .hashing import COLUMN_DIGESTS
+from .intake import EvidenceSet, record_evidence, resolve_sets
+from .models import EvidenceSummary, ScanSummary, StreamResult, StreamTask, WorkUnit
+from .plan import plan_evidence
+from .plugins import Registry, distribution_version, registry
+from .worker import hash_unit, hash_whole_media
+
+PAGE = 5000
+
+
+class ScanInterrupted(ExamkitError):
+    """The scan was stopped by Ctrl-C or SIGTERM; what was done is recorded."""
+
+
+class Progress(Protocol):
+    """What the scan reports as it goes (the CLI draws it; the library draws nothing)."""
+
+    def phase(self, name: str, evidence_id: str, files: int, nbytes: int) -> None: ...
+    def listed(self, entries: int) -> None: ...
+    def hashed(self, files: int, nbytes: int) -> None: ...
+
+
+@dataclass
+class ScanOptions:
+    workers: int = field(default_factory=default_workers)
+    verify_media: bool = True
+    resume: bool = False
+    unit_bytes: int = 32 << 20
+    unit_files: int = 256
+
+
+def tool_versions() -> dict[str, str]:
+    import pyewf
+    import pytsk3
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "pytsk3": distribution_version("pytsk3"),
+        "sleuthkit": str(pytsk3.TSK_VERSION_STR),
+        "libewf": str(pyewf.get_version()),
+        "libmagic": libmagic_version(),
+        "sqlite": __import__("sqlite3").sqlite_version,
+    }
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def scan(
+    case_path: Path,
+    images: Sequence[Path],
+    examiner: str | None = None,
+    evidence_id: str | None = None,
+    expected: dict[str, str] | None = None,
+    description: str | None = None,
+    options: ScanOptions | None = None,
+    progress: Progress | None = None,
+    argv: Sequence[str] | None = None,
+) -> ScanSummary:
+    """Scan image files into a case (created if missing); see docs/cli.md ``scan``."""
+    options = options or ScanOptions()
+    reg = registry()
+    started = time.monotonic()
+    with Case.open_or_create(case_path, examiner) as case:
+        case.mark_stale_runs()
+        sets = resolve_sets(case, reg, images, evidence_id)
+        if expected and len(sets) > 1:
+            raise UsageError("--expect applies to one evidence item", "scan the sets one at a time")
+        todo = _select(case, sets, options.resume)
+        run_id = _start_run(case, reg, examiner, sets, options, argv)
+        previous = signal.getsignal(signal.SIGTERM)
+        in_main = _in_main_thread()
+        if in_main:
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+        executor = local_executor(options.workers)
+        failures: list[str] = []
+        try:
+            for item in todo:
+                try:
+                    _scan_one(case, reg, run_id, item, executor, options, examiner,
+                              description, expected or {}, progress)  # fmt: skip
+                except EvidenceError as exc:
+                    failures.append(f"{item.evidence_id}: {exc.message}")
+                    _evidence_failed(case, run_id, item, exc, examiner)
+        except KeyboardInterrupt:
+            executor.shutdown(wait=False, cancel_futures=True)
+            _finish_run(case, run_id, "interrupted", examiner, "interrupted by signal")
+            raise ScanInterrupted(
+                "scan interrupted; everything hashed so far is recorded",
+                "run the same command with --resume to finish it",
+            ) from None
+        except BaseException as exc:
+            executor.shutdown(wait=False, cancel_futures=True)
+            _finish_run(case, run_id, "failed", examiner, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
+        executor.shutdown(wait=True)
+        status = "failed" if failures else "complete"
+        _finish_run(case, run_id, status, examiner, "; ".join(failures) or None)
+        summaries = tuple(_summary(case, item.evidence_id) for item in sets)
+    return ScanSummary(str(case_path), run_id, status, time.monotonic() - started, summaries)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _select(case: Case, sets: Sequence[EvidenceSet], resume: bool) -> list[EvidenceSet]:
+    """The sets this run must work on; refuses to silently redo or skip work."""
+    todo = []
+    for item in sets:
+        row = case.evidence(item.evidence_id)
+        status = row["scan_status"] if row else "not_scanned"
+        if status == "complete":
+            continue  # already done: nothing is hashed twice
+        if status in ("planning", "hashing") and not resume:
+            raise UsageError(
+                f"evidence {item.evidence_id} has an unfinished scan",
+                "add --resume to finish it without rehashing what is recorded",
+            )
+        todo.append(item)
+    return todo
+
+
+def _start_run(
+    case: Case,
+    reg: Registry,
+    examiner: str | None,
+    sets: Sequence[EvidenceSet],
+    options: ScanOptions,
+    argv: Sequence[str] | None,
+) -> int:
+    resumed = None
+    if options.resume:
+        row = case.conn.execute(
+            "SELECT max(run_id) FROM runs WHERE command = 'scan' AND status = 'interrupted'"
+        ).fetchone()
+        resumed = row[0] if row else None
+    record = {
+        "command": "scan",
+        "command_line": dumps(list(argv if argv is not None else sys.argv)),
+        "examiner": examiner,
+        "os_user": _os_user(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_utc": utc_now(),
+        "status": "running",
+        "resumed_run_id": resumed,
+        "evidence_ids": dumps([s.evidence_id for s in sets]),
+        "options": dumps(asdict(options)),
+        "examkit_version": __version__,
+        "python_version": sys.version.split()[0],
+        "tool_versions": dumps(tool_versions()),
+        "plugin_versions": dumps(reg.versions()),
+    }
+    with case.transaction() as conn:
+        cols = ", ".join(record)
+        run_id = conn.execute(
+            f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(record))})",
+            list(record.values()),
+        ).lastrowid
+        assert run_id is not None
+        custody.append(
+            conn,
+            "run_resumed" if resumed else "run_started",
+            examiner,
+            {
+                "run_id": run_id,
+                "resumed_run_id": resumed,
+                "evidence_ids": [s.evidence_id for s in sets],
+                "examkit_version": __version__,
+                "plugin_versions": reg.versions(),
+                "tool_versions": tool_versions(),
+            },
+        )
+    return int(run_id)
+
+
+def _os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def _scan_one(
+    case: Case,
+    reg: Registry,
+    run_id: int,
+    item: EvidenceSet,
+    executor: Executor,
+    options: ScanOptions,
+    examiner: str | None,
+    description: str | None,
+    expected: dict[str, str],
+    progress: Progress | None,
+) -> None:
+    with open_media(item.container, item.paths) as media:
+        row = case.evidence(item.evidence_id)
+        if row is None:
+            record_evidence(case, item, media, description, expected, examiner)
+            row = case.evidence(item.evidence_id)
+            assert row is not None
+        elif expected:
+            _set_expected(case, item.evidence_id, expected, examiner)
+        if not row["planned"]:
+            if progress:
+                progress.phase("listing", item.evidence_id, 0, 0)
+            plan_evidence(case, reg, item.evidence_id, media, progress)
+    media_job: Future[dict[str, str]] | None = None
+    if options.verify_media and not case.evidence(item.evidence_id)["media_sha256"]:  # type: ignore[index]
+        media_job = executor.submit(
+            hash_whole_media, item.container.name, tuple(str(p) for p in item.paths)
+        )
+    _hash_pending(case, run_id, item, executor, options, progress)
+    if media_job is not None:
+        _record_verification(case, item.evidence_id, media_job.result(), examiner)
+    with case.transaction() as conn:
+        conn.execute(
+            "UPDATE evidence SET scan_status = 'complete' WHERE evidence_id = ?",
+            (item.evidence_id,),
+        )
+
+
+def _set_expected(
+    case: Case, evidence_id: str, expected: dict[str, str], actor: str | None
+) -> None:
+    with case.transaction() as conn:
+        for algo, value in expected.items():
+            conn.execute(
+                f"UPDATE evidence SET acquisition_{algo} = ?, acquisition_source ="
+                " CASE WHEN acquisition_source IN ('container', 'container+examiner')"
+                " THEN 'container+examiner' ELSE 'examiner' END WHERE evidence_id = ?",
+                (value, evidence_id),
+            )
+        custody.append(
+            conn, "acquisition_hash_given", actor, {"evidence_id": evidence_id, **expected}
+        )
+
+
+def _pending_tasks(case: Case, evidence_id: str) -> Iterator[StreamTask]:
+    last = 0
+    while True:
+        rows = case.conn.execute(
+            "SELECT f.file_id, fs.walker, fs.offset, f.inode, f.attr_type, f.attr_id, f.size,"
+            " coalesce(f.stream, f.name) FROM files f JOIN filesystems fs"
+            " ON fs.filesystem_id = f.filesystem_id WHERE f.evidence_id = ? AND"
+            " f.status = 'pending' AND f.file_id > ? ORDER BY f.file_id LIMIT ?",
+            (evidence_id, last, PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield StreamTask(*row)
+        last = rows[-1][0]
+
+
+def _units(case: Case, item: EvidenceSet, options: ScanOptions) -> Iterator[WorkUnit]:
+    paths = tuple(str(p) for p in item.paths)
+    tasks: list[StreamTask] = []
+    size = 0
+    for task in _pending_tasks(case, item.evidence_id):
+        tasks.append(task)
+        size += task.size
+        if size >= options.unit_bytes or len(tasks) >= options.unit_files:
+            yield WorkUnit(item.container.name, paths, tuple(tasks))
+            tasks, size = [], 0
+    if tasks:
+        yield WorkUnit(item.container.name, paths, tuple(tasks))
+
+
+_UPDATE = (
+    "UPDATE files SET status = ?, bytes_read = ?, md5 = ?, sha1 = ?, sha256 = ?, digests = ?,"
+    " mime = ?, extension_mismatch = ?, error = ?, run_id = ? WHERE file_id = ?"
+)
+
+
+def _write(case: Case, run_id: int, results: Sequence[StreamResult]) -> None:
+    rows = []
+    for r in results:
+        extra = {k: v for k, v in r.digests.items() if k not in COLUMN_DIGESTS}
+        rows.append(
+            (
+                r.status,
+                r.bytes_read,
+                r.digests.get("md5"),
+                r.digests.get("sha1"),
+                r.digests.get("sha256"),
+                dumps(extra) if extra else None,
+                r.mime,
+                r.extension_mismatch,
+                r.error,
+                run_id,
+                r.file_id,
+            )
+        )
+    with case.transaction() as conn:
+        conn.executemany(_UPDATE, rows)
+
+
+def _hash_pending(
+    case: Case,
+    run_id: int,
+    item: EvidenceSet,
+    executor: Executor,
+    options: ScanOptions,
+    progress: Progress | None,
+) -> None:
+    files, nbytes = case.conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE evidence_id = ?"
+        " AND status = 'pending'",
+        (item.evidence_id,),
+    ).fetchone()
+    if progress:
+        progress.phase("hashing", item.evidence_id, files, nbytes)
+    limit = max(2, 2 * max(1, options.workers))
+    in_flight: dict[Future[list[StreamResult]], WorkUnit] = {}
+
+    def drain(block_until: int) -> None:
+        while len(in_flight) > block_until:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                unit = in_flight.pop(future)
+                try:
+                    results = future.result()
+                except BrokenProcessPool as exc:
+                    raise EvidenceError(
+                        "a worker process died while reading the evidence",
+                        "run again with --resume; what was hashed is kept",
+                    ) from exc
+                _write(case, run_id, results)
+                if progress:
+                    progress.hashed(len(results), unit.size)
+
+    for unit in _units(case, item, options):
+        drain(limit - 1)
+        in_flight[executor.submit(hash_unit, unit)] = unit
+    drain(0)
+
+
+def _record_verification(
+    case: Case, evidence_id: str, computed: dict[str, str], actor: str | None
+) -> None:
+    row = case.evidence(evidence_id)
+    assert row is not None
+    expected = {
+        a: row[f"acquisition_{a}"] for a in ("md5", "sha1", "sha256") if row[f"acquisition_{a}"]
+    }
+    result = verify(computed, expected)
+    with case.transaction() as conn:
+        conn.execute(
+            "UPDATE evidence SET media_md5 = ?, media_sha1 = ?, media_sha256 = ?,"
+            " verification = ?, verification_detail = ?, verified_utc = ? WHERE evidence_id = ?",
+            (
+                computed.get("md5"),
+                computed.get("sha1"),
+                computed.get("sha256"),
+                result.result,
+                result.detail,
+                utc_now(),
+                evidence_id,
+            ),
+        )
+        custody.append(
+            conn,
+            "evidence_verified",
+            actor,
+            {
+                "evidence_id": evidence_id,
+                "result": result.result,
+                "computed": dict(result.computed),
+                "expected": dict(result.expected),
+                "detail": result.detail,
+            },
+        )
+
+
+def _evidence_failed(
+    case: Case, run_id: int, item: EvidenceSet, exc: ExamkitError, actor: str | None
+) -> None:
+    with case.transaction() as conn:
+        conn.execute(
+            "UPDATE evidence SET scan_status = 'failed' WHERE evidence_id = ?"
+            " AND scan_status != 'complete'",
+            (item.evidence_id,),
+        )
+        custody.append(
+            conn,
+            "evidence_failed",
+            actor,
+            {"run_id": run_id, "evidence_id": item.evidence_id, "error": exc.message},
+        )
+
+
+def _counts(case: Case, run_id: int) -> dict[str, Any]:
+    rows = case.conn.execute(
+        "SELECT status, count(*), coalesce(sum(bytes_read), 0) FROM files WHERE run_id = ?"
+        " GROUP BY status",
+        (run_id,),
+    ).fetchall()
+    return {
+        "hashed_by_status": {s: n for s, n, _ in rows},
+        "bytes_hashed": sum(b for _, _, b in rows),
+    }
+
+
+def _finish_run(case: Case, run_id: int, status: str, actor: str | None, error: str | None) -> None:
+    counts = _counts(case, run_id)
+    with case.transaction() as conn:
+        conn.execute(
+            "UPDATE runs SET status = ?, finished_utc = ?, error = ?, counts = ? WHERE run_id = ?",
+            (status, utc_now(), error, dumps(counts), run_id),
+        )
+        action = {"complete": "run_finished", "interrupted": "run_interrupted"}.get(
+            status, "run_failed"
+        )
+        custody.append(
+            conn, action, actor, {"run_id": run_id, "status": status, "error": error, **counts}
+        )
+
+
+def _summary(case: Case, evidence_id: str) -> EvidenceSummary:
+    row = case.evidence(evidence_id)
+    if row is None:
+        return EvidenceSummary(evidence_id, "", 0, 0, 0, 0, 0, 0, {}, {}, "not_checked")
+    q = case.conn.execute
+
+    def grouped(column: str) -> dict[str, int]:
+        return dict(
+            q(
+                f"SELECT {column}, count(*) FROM files WHERE evidence_id = ? GROUP BY {column}",
+                (evidence_id,),
+            ).fetchall()
+        )
+
+    (volumes,) = q("SELECT count(*) FROM volumes WHERE evidence_id = ?", (evidence_id,)).fetchone()
+    fs_ok, fs_err = q(
+        "SELECT coalesce(sum(status = 'ok'), 0), coalesce(sum(status != 'ok'), 0)"
+        " FROM filesystems WHERE evidence_id = ?",
+        (evidence_id,),
+    ).fetchone()
+    files, nbytes = q(
+        "SELECT count(*), coalesce(sum(bytes_read), 0) FROM files WHERE evidence_id = ?",
+        (evidence_id,),
+    ).fetchone()
+    return EvidenceSummary(
+        evidence_id=evidence_id,
+        container=row["container"],
+        media_size=row["media_size"],
+        volumes=volumes,
+        filesystems=fs_ok,
+        filesystem_errors=fs_err,
+        files=files,
+        bytes_hashed=nbytes,
+        by_status=grouped("status"),
+        by_state=grouped("state"),
+        verification=row["verification"],
+        verification_detail=row["verification_detail"] or "",
+    )
+
+
+def summary_json(summary: ScanSummary) -> str:
+    return json.dumps(asdict(summary), indent=2, sort_keys=True)

@@ -1,0 +1,143 @@
+"""Case database schema, as numbered migrations. Labs query these tables directly:
+names and meanings are a contract (docs/case-database.md)."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE case_info (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    case_number TEXT NOT NULL,
+    title TEXT,
+    agency TEXT,
+    examiner TEXT,
+    created_utc TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    examkit_version TEXT NOT NULL
+);
+CREATE TABLE schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_utc TEXT NOT NULL,
+    examkit_version TEXT NOT NULL
+);
+CREATE TABLE evidence (
+    evidence_id TEXT PRIMARY KEY,
+    description TEXT,
+    source_paths TEXT NOT NULL,          -- JSON list of absolute paths (every segment)
+    container TEXT NOT NULL,             -- container plugin: raw | split-raw | ewf ...
+    container_metadata TEXT,             -- JSON: what the container says (E01 header values)
+    media_size INTEGER NOT NULL,
+    sector_size INTEGER,
+    media_md5 TEXT, media_sha1 TEXT, media_sha256 TEXT,
+    acquisition_md5 TEXT, acquisition_sha1 TEXT, acquisition_sha256 TEXT,
+    acquisition_source TEXT,             -- container | examiner
+    verification TEXT NOT NULL DEFAULT 'not_checked',
+        -- match | mismatch | not_verifiable | not_checked
+    verification_detail TEXT,
+    verified_utc TEXT,
+    added_utc TEXT NOT NULL,
+    added_by TEXT,
+    scan_status TEXT NOT NULL DEFAULT 'not_scanned',
+        -- not_scanned | planning | hashing | complete | failed
+    planned INTEGER NOT NULL DEFAULT 0   -- 1 once every volume and file system is listed
+);
+CREATE TABLE runs (
+    run_id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,
+    command_line TEXT NOT NULL,          -- JSON list (argv)
+    examiner TEXT,
+    os_user TEXT,
+    host TEXT,
+    pid INTEGER,
+    started_utc TEXT NOT NULL,
+    finished_utc TEXT,
+    status TEXT NOT NULL,                -- running | complete | interrupted | failed
+    error TEXT,
+    resumed_run_id INTEGER REFERENCES runs(run_id),
+    evidence_ids TEXT,                   -- JSON list
+    options TEXT,                        -- JSON
+    examkit_version TEXT NOT NULL,
+    python_version TEXT,
+    tool_versions TEXT,                  -- JSON: TSK, libewf, libmagic ...
+    plugin_versions TEXT,                -- JSON: {"kind/name": "version (distribution)"}
+    counts TEXT                          -- JSON
+);
+CREATE TABLE volumes (
+    volume_id INTEGER PRIMARY KEY,
+    evidence_id TEXT NOT NULL REFERENCES evidence(evidence_id),
+    idx INTEGER NOT NULL,
+    kind TEXT NOT NULL,                  -- partition | unallocated | meta | whole
+    system TEXT,                         -- dos | gpt | ... ; NULL: no partition table
+    start_offset INTEGER NOT NULL,       -- bytes
+    length INTEGER NOT NULL,             -- bytes
+    description TEXT,
+    slot INTEGER,
+    walked INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (evidence_id, idx)
+);
+CREATE TABLE filesystems (
+    filesystem_id INTEGER PRIMARY KEY,
+    evidence_id TEXT NOT NULL REFERENCES evidence(evidence_id),
+    volume_id INTEGER NOT NULL REFERENCES volumes(volume_id),
+    walker TEXT,                         -- plugin that opened it
+    fs_type TEXT,                        -- ntfs | fat32 | ext4 | ... ; NULL when none found
+    offset INTEGER NOT NULL,
+    block_size INTEGER,
+    block_count INTEGER,
+    label TEXT,
+    status TEXT NOT NULL,                -- ok | error (nothing recognised or corrupt)
+    error TEXT,
+    entries INTEGER
+);
+CREATE TABLE files (
+    file_id INTEGER PRIMARY KEY,
+    evidence_id TEXT NOT NULL REFERENCES evidence(evidence_id),
+    volume_id INTEGER REFERENCES volumes(volume_id),
+    filesystem_id INTEGER REFERENCES filesystems(filesystem_id),
+    seq INTEGER NOT NULL,                -- listing order within the file system
+    path TEXT NOT NULL,                  -- absolute in its file system; ':stream' for streams
+    name TEXT NOT NULL,
+    path_bytes BLOB,                     -- exact bytes when the path is not valid UTF-8
+    name_bytes BLOB,
+    stream TEXT,                         -- NTFS stream name; NULL for the default stream
+    attr_type INTEGER,
+    attr_id INTEGER,
+    inode INTEGER,
+    meta_type TEXT,                      -- file | dir | link | virtual | ...
+    size INTEGER,
+    allocated INTEGER NOT NULL,
+    state TEXT NOT NULL,                 -- allocated | deleted | orphan
+    mtime TEXT, atime TEXT, ctime TEXT, crtime TEXT,
+    mime TEXT,
+    extension_mismatch INTEGER,
+    md5 TEXT, sha1 TEXT, sha256 TEXT,
+    digests TEXT,                        -- JSON: digests of third-party hashers
+    bytes_read INTEGER,
+    status TEXT NOT NULL,
+        -- pending | ok | short | error | no_content | no_metadata | reallocated
+    error TEXT,
+    parent_file_id INTEGER REFERENCES files(file_id),
+    run_id INTEGER REFERENCES runs(run_id),
+    UNIQUE (filesystem_id, seq)
+);
+CREATE INDEX files_evidence ON files(evidence_id, status);
+CREATE INDEX files_md5 ON files(md5);
+CREATE INDEX files_sha1 ON files(sha1);
+CREATE INDEX files_sha256 ON files(sha256);
+CREATE TABLE custody_log (
+    seq INTEGER PRIMARY KEY,
+    utc TEXT NOT NULL,
+    actor TEXT,
+    action TEXT NOT NULL,
+    details TEXT NOT NULL,               -- canonical JSON
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER custody_log_no_update BEFORE UPDATE ON custody_log
+BEGIN SELECT RAISE(ABORT, 'custody_log is append-only'); END;
+CREATE TRIGGER custody_log_no_delete BEFORE DELETE ON custody_log
+BEGIN SELECT RAISE(ABORT, 'custody_log is append-only'); END;
+""",
+}

@@ -1,0 +1,1 @@
+"""First-party examkit plugins (installed as ``examkit_plugins``)."""

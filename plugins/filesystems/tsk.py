@@ -1,0 +1,340 @@
+"""File systems through The Sleuth Kit: NTFS, FAT, exFAT, ext2/3/4, HFS+, ISO 9660 …
+
+Rows follow what ``fls -r -p`` lists. Every name gives one row for the entry
+itself (``stream`` NULL). On NTFS each named ``$DATA`` attribute is a row of its
+own (``stream`` = its name), and so is each named index other than ``$I30``
+(``attr_type`` 144, as fls lists ``$Extend/$Quota:$Q``). On HFS+ a resource
+fork is a row with ``stream`` = ``rsrc``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytsk3
+from examkit_plugins.tsk_image import TSK_VERSION, enum_name, tsk_image
+
+from examkit.display import decode_name
+from examkit.evidence import MediaStream
+from examkit.hashing import CHUNK_SIZE
+from examkit.hookspecs import Register, hookimpl
+from examkit.models import (
+    ALLOCATED,
+    DELETED,
+    NO_CONTENT,
+    NO_METADATA,
+    ORPHAN,
+    PENDING,
+    REALLOCATED,
+    FileEntry,
+    FileSystemInfo,
+)
+from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
+
+# TSK converts FAT's local times with the process time zone: pin it to UTC so
+# results do not depend on the examiner's machine (fls -z UTC does the same).
+os.environ["TZ"] = "UTC"
+time.tzset()
+
+NTFS_DATA = 128
+NTFS_IDXROOT = 144
+HFS_DATA = 4352
+HFS_RSRC = 4353
+DEFAULT_TYPES = (1, HFS_DATA)  # TSK_FS_ATTR_TYPE_DEFAULT, HFS data fork
+MAX_EXPANSIONS = 4  # a directory reached by more paths than this is corruption
+
+_META_TYPES = {
+    1: "file", 2: "dir", 3: "fifo", 4: "chr", 5: "blk", 6: "link",
+    7: "shadow", 8: "socket", 9: "whiteout", 10: "virtual", 11: "virtual_dir",
+}  # fmt: skip
+_NAME_TYPES = {
+    0: "unknown", 1: "fifo", 2: "chr", 3: "dir", 4: "blk", 5: "file", 6: "link",
+    7: "socket", 8: "shadow", 9: "whiteout", 10: "virtual", 11: "virtual_dir",
+}  # fmt: skip
+_CONTENT_TYPES = ("file", "virtual")
+_DIR_TYPES = ("dir", "virtual_dir")
+ORPHAN_PREFIX = b"/$OrphanFiles/"
+
+
+def utc(seconds: int, nano: int = 0) -> str | None:
+    """TSK time (seconds since 1970, nanoseconds) as UTC ISO 8601 with Z; None for 0."""
+    if not seconds:
+        return None
+    try:
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return None
+    if nano:
+        stamp += ("." + f"{nano:09d}").rstrip("0")
+    return stamp + "Z"
+
+
+def _attr_name(attr: Any) -> str | None:
+    raw = attr.info.name
+    if not raw:
+        return None
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class TskFileSystem(FileSystemHandle):
+    def __init__(self, fs: Any, offset: int, fs_type: str) -> None:
+        self._fs = fs
+        self.info = FileSystemInfo(
+            walker="tsk",
+            fs_type=fs_type,
+            offset=offset,
+            block_size=int(fs.info.block_size),
+            block_count=int(fs.info.block_count),
+        )
+        self._ntfs = fs_type == "ntfs"
+
+    # -- listing ---------------------------------------------------------
+    def entries(self) -> Iterator[FileEntry]:
+        seq = 0
+        root_inum = int(self._fs.info.root_inum)
+        expansions: Counter[int] = Counter({root_inum: 1})
+        stack: list[tuple[Iterator[Any], bytes, frozenset[int]]] = [
+            (iter(self._fs.open_dir(inode=root_inum)), b"", frozenset({root_inum}))
+        ]
+        while stack:
+            entries, parent, ancestors = stack[-1]
+            try:
+                f = next(entries)
+            except StopIteration:
+                stack.pop()
+                continue
+            except OSError:
+                stack.pop()  # a directory that cannot be read further; its row says so
+                continue
+            raw = f.info.name.name or b""
+            if raw in (b".", b".."):
+                continue
+            path = parent + b"/" + raw
+            if f.info.meta is None and int(f.info.name.meta_addr):
+                f = self._with_meta(f)
+            meta = f.info.meta
+            child: Iterator[Any] | None = None
+            note: str | None = None
+            kind = self._type(f)
+            if kind in _DIR_TYPES and meta is not None:
+                inode = int(meta.addr)
+                if inode in ancestors:
+                    note = f"directory loop: inode {inode} is its own ancestor; not descended"
+                elif expansions[inode] >= MAX_EXPANSIONS:
+                    note = f"inode {inode} reached by too many paths; not descended"
+                else:
+                    try:
+                        child = iter(f.as_directory())
+                        expansions[inode] += 1
+                    except OSError as exc:
+                        note = f"cannot list directory: {_first_line(exc)}"
+            for row in self._rows(f, path, kind, seq, note):
+                yield row
+                seq += 1
+            if child is not None:
+                stack.append((child, path, ancestors | {int(meta.addr)}))
+
+    @staticmethod
+    def _type(f: Any) -> str:
+        meta = f.info.meta
+        if meta is not None:
+            return _META_TYPES.get(int(meta.type), "unknown")
+        return _NAME_TYPES.get(int(f.info.name.type), "unknown")
+
+    def _rows(
+        self, f: Any, path: bytes, kind: str, seq: int, note: str | None
+    ) -> Iterator[FileEntry]:
+        name_info = f.info.name
+        meta = f.info.meta
+        raw_name = name_info.name or b""
+        name, name_bytes = decode_name(raw_name)
+        path_text, path_bytes = decode_name(path)
+        if path.startswith(ORPHAN_PREFIX):
+            state = ORPHAN
+        elif int(name_info.flags) & int(pytsk3.TSK_FS_NAME_FLAG_UNALLOC):
+            state = DELETED
+        else:
+            state = ALLOCATED
+        common: dict[str, Any] = {
+            "path": path_text,
+            "name": name,
+            "path_bytes": path_bytes,
+            "name_bytes": name_bytes,
+            "meta_type": kind,
+            "state": state,
+        }
+        if meta is None or (int(meta.addr) == 0 and state == DELETED):
+            yield FileEntry(
+                seq=seq, stream=None, inode=int(name_info.meta_addr) or None,
+                attr_type=None, attr_id=None, size=0, status=NO_METADATA,
+                error=note or "deleted name without a metadata entry", **common,
+            )  # fmt: skip
+            return
+        inode = int(meta.addr)
+        common.update(
+            inode=inode,
+            mtime=utc(meta.mtime, getattr(meta, "mtime_nano", 0)),
+            atime=utc(meta.atime, getattr(meta, "atime_nano", 0)),
+            ctime=utc(meta.ctime, getattr(meta, "ctime_nano", 0)),
+            crtime=utc(meta.crtime, getattr(meta, "crtime_nano", 0)),
+        )
+        realloc = state == DELETED and bool(int(meta.flags) & int(pytsk3.TSK_FS_META_FLAG_ALLOC))
+        try:
+            attrs = list(f)
+        except OSError as exc:
+            attrs = []
+            note = note or f"cannot list attributes: {_first_line(exc)}"
+        default, streams = self._pick_attrs(attrs)
+
+        def status(has_content: bool) -> str:
+            if realloc:
+                return REALLOCATED
+            return PENDING if has_content else NO_CONTENT
+
+        realloc_note = "metadata entry now belongs to another file" if realloc else None
+        if kind in _CONTENT_TYPES:
+            if default is not None:
+                yield FileEntry(
+                    seq=seq, stream=None, attr_type=int(default.info.type),
+                    attr_id=int(default.info.id), size=int(default.info.size),
+                    status=status(True), error=note or realloc_note, **common,
+                )  # fmt: skip
+            elif self._ntfs:
+                yield FileEntry(
+                    seq=seq, stream=None, attr_type=None, attr_id=None,
+                    size=int(meta.size), status=status(False),
+                    error=note or realloc_note or "no unnamed $DATA attribute", **common,
+                )  # fmt: skip
+            else:
+                yield FileEntry(
+                    seq=seq, stream=None, attr_type=None, attr_id=None,
+                    size=int(meta.size), status=status(True), error=note or realloc_note,
+                    **common,
+                )  # fmt: skip
+        else:
+            yield FileEntry(
+                seq=seq, stream=None, attr_type=None, attr_id=None, size=int(meta.size),
+                status=REALLOCATED if realloc else NO_CONTENT, error=note or realloc_note,
+                **common,
+            )  # fmt: skip
+        for n, attr in enumerate(streams, start=1):
+            stream_name = _attr_name(attr) or ""
+            yield FileEntry(
+                seq=seq + n, stream=stream_name if int(attr.info.type) != HFS_RSRC else "rsrc",
+                attr_type=int(attr.info.type), attr_id=int(attr.info.id),
+                size=int(attr.info.size), status=status(True), error=realloc_note,
+                **{**common, "path": f"{path_text}:{stream_name or 'rsrc'}"},
+            )  # fmt: skip
+
+    def _with_meta(self, f: Any) -> Any:
+        """Metadata a directory listing did not load (NTFS orphans), opened by inode.
+
+        The name (and its deleted flag) stays the listing's; only the metadata
+        and attributes come from the inode.
+        """
+        try:
+            opened = self._fs.open_meta(inode=int(f.info.name.meta_addr))
+        except OSError:
+            return f
+        return _Joined(f.info.name, opened)
+
+    def _pick_attrs(self, attrs: list[Any]) -> tuple[Any | None, list[Any]]:
+        """The attribute holding the default content, and the extra streams."""
+        default = None
+        streams = []
+        for attr in attrs:
+            atype = int(attr.info.type)
+            named = bool(attr.info.name)
+            if self._ntfs:
+                if atype == NTFS_DATA and not named and default is None:
+                    default = attr
+                elif named and (
+                    atype == NTFS_DATA or (atype == NTFS_IDXROOT and attr.info.name != b"$I30")
+                ):
+                    streams.append(attr)
+            elif atype in DEFAULT_TYPES and default is None:
+                default = attr
+            elif atype == HFS_RSRC:
+                streams.append(attr)
+        return default, streams
+
+    # -- reading ---------------------------------------------------------
+    def read(
+        self, inode: int, attr_type: int | None, attr_id: int | None, size: int
+    ) -> Iterator[bytes]:
+        f = self._fs.open_meta(inode=inode)
+        offset = 0
+        while offset < size:
+            want = min(CHUNK_SIZE, size - offset)
+            if attr_type is None:
+                data = f.read_random(offset, want)
+            else:
+                data = f.read_random(offset, want, attr_type, attr_id)
+            if not data:
+                return
+            offset += len(data)
+            yield data
+
+
+class _Joined:
+    """A listing's name joined with metadata and attributes opened by inode."""
+
+    def __init__(self, name: Any, opened: Any) -> None:
+        self._opened = opened
+        self.info = _JoinedInfo(name, opened.info.meta)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._opened)
+
+    def as_directory(self) -> Any:
+        return self._opened.as_directory()
+
+
+class _JoinedInfo:
+    def __init__(self, name: Any, meta: Any) -> None:
+        self.name = name
+        self.meta = meta
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+class TskWalker(FileSystemWalker):
+    name = "tsk"
+    version = f"pytsk3 (TSK {TSK_VERSION})"
+    description = "The Sleuth Kit: NTFS, FAT12/16/32, exFAT, ext2/3/4, HFS+, ISO 9660, UFS"
+    priority = 50
+
+    def open(self, media: MediaStream, offset: int, length: int) -> FileSystemHandle:
+        img = tsk_image(media)
+        try:
+            fs = pytsk3.FS_Info(img, offset=offset)
+        except OSError as exc:
+            fs = self._retry_explicit(media, img, offset)
+            if fs is None:
+                raise NotRecognised(_first_line(exc)) from exc
+        return TskFileSystem(fs, offset, enum_name(fs.info.ftype, "TSK_FS_TYPE_"))
+
+    @staticmethod
+    def _retry_explicit(media: MediaStream, img: Any, offset: int) -> Any | None:
+        """FAT32 volumes below the spec's cluster count defeat TSK's detection."""
+        head = media.read(offset, 512)
+        if len(head) == 512 and head[82:90] == b"FAT32   " and head[510:512] == b"\x55\xaa":
+            try:
+                return pytsk3.FS_Info(img, offset=offset, type=pytsk3.TSK_FS_TYPE_FAT32)
+            except OSError:
+                return None
+        return None
+
+
+@hookimpl
+def register_filesystems(register: Register) -> None:
+    register(TskWalker())

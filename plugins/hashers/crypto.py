@@ -1,0 +1,26 @@
+"""MD5, SHA-1 and SHA-256 from hashlib."""
+
+from __future__ import annotations
+
+import hashlib
+
+from examkit import __version__
+from examkit.hashing import Hasher, HashObject
+from examkit.hookspecs import Register, hookimpl
+
+
+class HashlibHasher(Hasher):
+    version = __version__
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.description = f"{name.upper()} (hashlib, OpenSSL)"
+
+    def new(self) -> HashObject:
+        return hashlib.new(self.name)
+
+
+@hookimpl
+def register_hashers(register: Register) -> None:
+    for name in ("md5", "sha1", "sha256"):
+        register(HashlibHasher(name))
