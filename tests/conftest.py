@@ -1,0 +1,115 @@
+"""Shared fixtures: the corpus, unpacked images, scanning helpers."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import shutil
+import sqlite3
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from examkit.scan import ScanOptions, scan
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("EXAMKIT_CORPUS", ROOT.parent / "shared" / "corpus"))
+FIXTURES = ROOT / "tests" / "fixtures" / "images"
+
+
+def sparse_copy(src: Any, dst: Path) -> None:
+    """Write a stream to ``dst``, leaving holes for all-zero blocks (images are mostly zeros)."""
+    block = 1 << 20
+    zero = bytes(block)
+    with open(dst, "wb") as out:
+        while True:
+            data = src.read(block)
+            if not data:
+                break
+            if data == zero[: len(data)]:
+                out.seek(len(data), os.SEEK_CUR)
+            else:
+                out.write(data)
+        out.truncate()
+
+
+def unpack(path: Path, folder: Path) -> Path:
+    """A usable image for ``path``: itself, or its decompressed copy in ``folder``."""
+    name = path.name
+    if name.endswith(".tar.xz"):
+        with tarfile.open(path) as tar:
+            member = next(m for m in tar.getmembers() if m.isfile())
+            target = folder / (name[: -len(".tar.xz")] + "-" + Path(member.name).name)
+            if not target.exists():
+                sparse_copy(tar.extractfile(member), target)
+        return target
+    for suffix, opener in ((".gz", gzip.open), (".xz", lzma.open)):
+        if name.endswith(suffix):
+            target = folder / name[: -len(suffix)]
+            if not target.exists():
+                with opener(path, "rb") as src:
+                    sparse_copy(src, target)
+            return target
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not (CORPUS / "MANIFEST.md").exists():
+        pytest.skip(f"corpus not present at {CORPUS} (set EXAMKIT_CORPUS)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def unpacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("unpacked")
+
+
+@pytest.fixture(scope="session")
+def fixture_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed fixture images, decompressed (E01 segments copied as they are)."""
+    if not FIXTURES.exists():
+        pytest.skip("fixture images not built")
+    folder = tmp_path_factory.mktemp("fixtures")
+    for item in sorted(FIXTURES.iterdir()):
+        if item.name.endswith(".gz"):
+            unpack(item, folder)
+        elif item.suffix.upper().startswith(".E0"):
+            shutil.copy(item, folder / item.name)
+    return folder
+
+
+def do_scan(case: Path, images: list[Path], **kwargs: Any) -> Any:
+    opts = kwargs.pop("options", None) or ScanOptions(workers=kwargs.pop("workers", 2))
+    return scan(case, images, examiner="pytest", options=opts, argv=["pytest"], **kwargs)
+
+
+def file_rows(case: Path, evidence_id: str | None = None) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(case)
+    conn.row_factory = sqlite3.Row
+    try:
+        sql = "SELECT * FROM files"
+        params: tuple[Any, ...] = ()
+        if evidence_id:
+            sql += " WHERE evidence_id = ?"
+            params = (evidence_id,)
+        return [dict(r) for r in conn.execute(sql + " ORDER BY file_id", params)]
+    finally:
+        conn.close()
+
+
+def query(case: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(case)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def case_path(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "case.sqlite"
