@@ -59,7 +59,7 @@ def test_every_fls_entry_and_icat_hash(
             unit, _ = parse_mmls(
                 (CORPUS / "oracle" / f"{Path(corpus_file).name}.mmls.txt").read_text()
             )
-        fs_id, fs_type, status = by_offset[sectors * unit]
+        fs_id, _fs_type, status = by_offset[sectors * unit]
         assert status == "ok", f"file system at {sectors} not opened"
         mine = [r for r in rows if r["filesystem_id"] == fs_id]
         keys = {(row_path(r), r["inode"]) for r in mine}
