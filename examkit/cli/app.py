@@ -6,14 +6,18 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-import click
 import typer
 
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+
 from examkit import __version__
+from examkit.display import safe_text
 from examkit.errors import ExamkitError
 
 from . import case_cmds, demo_cmd, files_cmd, plugins_cmd, scan_cmd
-from .render import err
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTEGRITY = 0, 1, 2, 3
 
@@ -56,9 +60,10 @@ demo_cmd.register(app)
 
 
 def _error(message: str, hint: str = "") -> None:
-    err.print(f"examkit: error: {message}", markup=False, highlight=False)
+    """One line for the error, one for the hint; plain text, never wrapped or styled."""
+    sys.stderr.write(f"examkit: error: {safe_text(message)}\n")
     if hint:
-        err.print(f"hint: {hint}", markup=False, highlight=False)
+        sys.stderr.write(f"hint: {safe_text(hint)}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,15 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _error(exc.message, exc.hint)
         return exc.exit_code
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else "")
+    except click_exc.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else "")
         return EXIT_OK
-    except click.ClickException as exc:
+    except click_exc.ClickException as exc:
         if debug:
             traceback.print_exc()
         _error(exc.format_message(), "run the command with --help for its options")
         return EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click_exc.Abort):
         _error("interrupted", "nothing half-written was kept; run the command again")
         return 130
     except Exception as exc:

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from examkit.display import DisplayPolicy, safe_text
 
-out = Console(highlight=False, soft_wrap=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytsk3
-from examkit_plugins.tsk_image import TSK_VERSION, enum_name, tsk_image
 
 from examkit.display import decode_name
 from examkit.evidence import MediaStream
@@ -35,6 +34,7 @@ from examkit.models import (
     FileSystemInfo,
 )
 from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
+from examkit_plugins.tsk_image import TSK_VERSION, enum_name, tsk_image
 
 # TSK converts FAT's local times with the process time zone: pin it to UTC so
 # results do not depend on the examiner's machine (fls -z UTC does the same).

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytsk3
-from examkit_plugins.tsk_image import TSK_VERSION, enum_name, tsk_image
 
 from examkit.evidence import MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import Volume
 from examkit.walk import NotRecognised, VolumeSystem
+from examkit_plugins.tsk_image import TSK_VERSION, enum_name, tsk_image
 
 _KIND = {
     pytsk3.TSK_VS_PART_FLAG_ALLOC: "partition",
