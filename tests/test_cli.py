@@ -124,3 +124,17 @@ def test_csv_defuses_spreadsheet_formulas() -> None:
         write_csv(["path"], [{"path": '=HYPERLINK("x")'}, {"path": "+1"}, {"path": "ok"}])
     lines = buffer.getvalue().splitlines()
     assert lines[1].startswith("\"'=HYPERLINK") and lines[2] == "'+1" and lines[3] == "ok"
+
+
+def test_unexpected_errors_are_one_line_unless_debug(capsys, monkeypatch, tmp_path: Path) -> None:
+    import examkit.cli.case_cmds as case_cmds
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(case_cmds.Case, "create", boom)
+    code, _, err = run(capsys, "case", "init", str(tmp_path / "c.sqlite"))
+    assert code == 1 and "Traceback" not in err
+    assert err.splitlines()[0] == "examkit: error: internal error: RuntimeError: simulated bug"
+    code, _, err = run(capsys, "--debug", "case", "init", str(tmp_path / "c.sqlite"))
+    assert code == 1 and "Traceback" in err

@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _error(exc.format_message(), "run the command with --help for its options")
         return EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
-    except (KeyboardInterrupt, click_exc.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _error("interrupted", "nothing half-written was kept; run the command again")
         return 130
     except Exception as exc:
