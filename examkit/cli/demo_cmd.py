@@ -34,12 +34,13 @@ def demo(
     with Case.open(Path(summary.case)) as case:
         interesting = [
             r for r in list_files(case, FileFilter())
-            if r["stream"] or r["state"] != "allocated" or r["extension_mismatch"] == 1
+            if not r["path"].startswith("/$")  # leave out NTFS/FAT system metadata
+            and (r["stream"] or r["state"] != "allocated" or r["extension_mismatch"] == 1)
         ]  # fmt: skip
     out.print(
         table(
             "Alternate data streams, deleted and orphaned entries, extension mismatches",
-            ["id", "path", "state", "status", "type", "mismatch", "md5"],
+            ["id", "path", "state", "status", "type", "mismatch", "md5"],  # md5 cut below
             [
                 (
                     r["file_id"],
@@ -48,7 +49,7 @@ def demo(
                     r["status"],
                     r["mime"],
                     "yes" if r["extension_mismatch"] == 1 else "",
-                    r["md5"],
+                    (r["md5"] or "")[:12],
                 )
                 for r in interesting[:25]
             ],
