@@ -126,7 +126,7 @@ def test_ntfs_fixture_special_cases(fixture_images: Path, tmp_path: Path) -> Non
     assert any(r["meta_type"] == "file" for r in streams), "ADS on a file"
     assert any(r["state"] == "deleted" for r in rows)
     assert any(r["extension_mismatch"] == 1 for r in rows)
-    assert all(r["md5"] is None or len(r["md5"]) == 32 and r["md5"].islower() for r in rows)
+    assert all(r["md5"] is None or (len(r["md5"]) == 32 and r["md5"].islower()) for r in rows)
     assert all(t is None or t.endswith("Z") for r in rows for t in (r["mtime"], r["crtime"]))
 
 
