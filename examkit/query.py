@@ -78,9 +78,9 @@ def overview(case: Case) -> dict[str, Any]:
                 [eid],
             )
         )
-        row["by_state"] = _grouped(case, "state", eid)
-        row["by_status"] = _grouped(case, "status", eid)
-        row["by_mime"] = _grouped(case, "mime", eid, limit=12)
+        row["by_state"] = grouped_counts(case, "state", eid)
+        row["by_status"] = grouped_counts(case, "status", eid)
+        row["by_mime"] = grouped_counts(case, "mime", eid, limit=12)
         row["extension_mismatches"] = case.conn.execute(
             "SELECT count(*) FROM files WHERE evidence_id = ? AND extension_mismatch = 1", (eid,)
         ).fetchone()[0]
@@ -102,7 +102,10 @@ def overview(case: Case) -> dict[str, Any]:
     }
 
 
-def _grouped(case: Case, column: str, evidence_id: str, limit: int | None = None) -> dict[str, int]:
+def grouped_counts(
+    case: Case, column: str, evidence_id: str, limit: int | None = None
+) -> dict[str, int]:
+    """Rows of one evidence item counted by ``column`` (NULL shown as ``(none)``), largest first."""
     sql = (
         f"SELECT coalesce({column}, '(none)'), count(*) AS n FROM files WHERE evidence_id = ?"
         f" GROUP BY {column} ORDER BY n DESC, 1"

@@ -22,7 +22,7 @@ from . import __version__, custody
 from .case import Case, dumps
 from .clock import utc_now
 from .errors import EvidenceError, ExamkitError, UsageError
-from .evidence import open_media, verify
+from .evidence import ALGORITHMS, open_media, verify
 from .executors import default_workers, local_executor
 from .filetype import libmagic_version
 from .hashing import COLUMN_DIGESTS
@@ -30,6 +30,7 @@ from .intake import EvidenceSet, record_evidence, resolve_sets
 from .models import EvidenceSummary, ScanSummary, StreamResult, StreamTask, WorkUnit
 from .plan import plan_evidence
 from .plugins import Registry, distribution_version, registry
+from .query import grouped_counts
 from .worker import hash_unit, hash_whole_media
 
 PAGE = 5000
@@ -169,6 +170,7 @@ def _start_run(
             "SELECT max(run_id) FROM runs WHERE command = 'scan' AND status = 'interrupted'"
         ).fetchone()
         resumed = row[0] if row else None
+    tools = tool_versions()
     record = {
         "command": "scan",
         "command_line": dumps(list(argv if argv is not None else sys.argv)),
@@ -183,7 +185,7 @@ def _start_run(
         "options": dumps(asdict(options)),
         "examkit_version": __version__,
         "python_version": sys.version.split()[0],
-        "tool_versions": dumps(tool_versions()),
+        "tool_versions": dumps(tools),
         "plugin_versions": dumps(reg.versions()),
     }
     with case.transaction() as conn:
@@ -203,7 +205,7 @@ def _start_run(
                 "evidence_ids": [s.evidence_id for s in sets],
                 "examkit_version": __version__,
                 "plugin_versions": reg.versions(),
-                "tool_versions": tool_versions(),
+                "tool_versions": tools,
             },
         )
     return int(run_id)
@@ -376,9 +378,7 @@ def _record_verification(
 ) -> None:
     row = case.evidence(evidence_id)
     assert row is not None
-    expected = {
-        a: row[f"acquisition_{a}"] for a in ("md5", "sha1", "sha256") if row[f"acquisition_{a}"]
-    }
+    expected = {a: row[f"acquisition_{a}"] for a in ALGORITHMS if row[f"acquisition_{a}"]}
     result = verify(computed, expected)
     with case.transaction() as conn:
         conn.execute(
@@ -457,15 +457,6 @@ def _summary(case: Case, evidence_id: str) -> EvidenceSummary:
     if row is None:
         return EvidenceSummary(evidence_id, "", 0, 0, 0, 0, 0, 0, {}, {}, "not_checked")
     q = case.conn.execute
-
-    def grouped(column: str) -> dict[str, int]:
-        return dict(
-            q(
-                f"SELECT {column}, count(*) FROM files WHERE evidence_id = ? GROUP BY {column}",
-                (evidence_id,),
-            ).fetchall()
-        )
-
     (volumes,) = q("SELECT count(*) FROM volumes WHERE evidence_id = ?", (evidence_id,)).fetchone()
     fs_ok, fs_err = q(
         "SELECT coalesce(sum(status = 'ok'), 0), coalesce(sum(status != 'ok'), 0)"
@@ -485,8 +476,8 @@ def _summary(case: Case, evidence_id: str) -> EvidenceSummary:
         filesystem_errors=fs_err,
         files=files,
         bytes_hashed=nbytes,
-        by_status=grouped("status"),
-        by_state=grouped("state"),
+        by_status=grouped_counts(case, "status", evidence_id),
+        by_state=grouped_counts(case, "state", evidence_id),
         verification=row["verification"],
         verification_detail=row["verification_detail"] or "",
     )

@@ -102,6 +102,14 @@ def file_rows(case: Path, evidence_id: str | None = None) -> list[dict[str, Any]
         conn.close()
 
 
+ID_COLUMNS = frozenset({"file_id", "evidence_id", "run_id", "volume_id", "filesystem_id"})
+
+
+def comparable_rows(case: Path, skip: frozenset[str] = ID_COLUMNS) -> list[tuple[Any, ...]]:
+    """The ``files`` rows without the columns that differ between equal scans."""
+    return [tuple(v for k, v in sorted(r.items()) if k not in skip) for r in file_rows(case)]
+
+
 def query(case: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(case)
     try:

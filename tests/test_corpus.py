@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CORPUS, do_scan, file_rows, query, unpack
+from tests.conftest import CORPUS, ID_COLUMNS, comparable_rows, do_scan, file_rows, query, unpack
 from tests.oracle import parse_fls, parse_hashes, parse_mmls, row_path
 
 pytestmark = pytest.mark.corpus
@@ -144,14 +144,9 @@ def test_raw_and_e01_give_identical_rows(corpus, tmp_path: Path, raw: str, ewf: 
     def rows(name: str) -> list[tuple[Any, ...]]:
         case = tmp_path / f"{name}.sqlite"
         do_scan(case, [CORPUS / name], workers=1)
-        return [_comparable(r) for r in file_rows(case)]
+        return comparable_rows(case, ID_COLUMNS | {"parent_file_id"})
 
     assert rows(raw) == rows(ewf)
-
-
-def _comparable(row: dict[str, Any]) -> tuple[Any, ...]:
-    skip = {"file_id", "evidence_id", "volume_id", "filesystem_id", "run_id", "parent_file_id"}
-    return tuple(v for k, v in sorted(row.items()) if k not in skip)
 
 
 @pytest.mark.parametrize("corpus_file", sorted(NOT_YET))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FIXTURES, do_scan, file_rows, query
+from tests.conftest import FIXTURES, comparable_rows, do_scan, file_rows, query
 from tests.oracle import digests, icat, parse_mmls, row_path, run_fls
 
 pytestmark = pytest.mark.skipif(shutil.which("fls") is None, reason="The Sleuth Kit not installed")
@@ -90,11 +90,6 @@ def test_fixture_image_agrees_with_fls_and_icat(
     assert check_against_tsk(image, case) > 0
 
 
-def _comparable(case: Path) -> list[tuple[Any, ...]]:
-    skip = {"file_id", "evidence_id", "run_id", "volume_id", "filesystem_id"}
-    return [tuple(v for k, v in sorted(r.items()) if k not in skip) for r in file_rows(case)]
-
-
 @pytest.mark.parametrize(
     ("raw", "others"),
     [("ntfs.raw", ["ntfs.E01", "ntfs.raw.001"]), ("fat16.raw", ["fat16-alpha.raw.aa"])],
@@ -104,13 +99,13 @@ def test_e01_and_split_give_the_same_rows_as_raw(
 ) -> None:
     reference = tmp_path / "raw.sqlite"
     do_scan(reference, [fixture_images / raw])
-    expected = _comparable(reference)
+    expected = comparable_rows(reference)
     assert len(expected) > 20
     (media,) = query(reference, "SELECT media_sha256 FROM evidence")[0]
     for other in others:
         case = tmp_path / f"{other}.sqlite"
         summary = do_scan(case, [fixture_images / other])
-        assert _comparable(case) == expected, other
+        assert comparable_rows(case) == expected, other
         assert query(case, "SELECT media_sha256 FROM evidence")[0][0] == media
         if other.endswith(".E01"):
             assert summary.evidence[0].verification == "match"

@@ -12,7 +12,7 @@ import pytest
 from examkit.case import Case
 from examkit.errors import UsageError
 from examkit.scan import ScanInterrupted, ScanOptions, scan
-from tests.conftest import CORPUS, file_rows, query
+from tests.conftest import CORPUS, comparable_rows, query
 
 pytestmark = pytest.mark.corpus
 IMAGE = CORPUS / "velociraptor-test.ntfs.dd.E01"
@@ -40,9 +40,7 @@ class StopAfter:
                 raise KeyboardInterrupt
 
 
-def _comparable(case: Path) -> list[tuple[Any, ...]]:
-    skip = {"run_id"}
-    return [tuple(v for k, v in sorted(r.items()) if k not in skip) for r in file_rows(case)]
+RUN_ONLY = frozenset({"run_id"})
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -69,7 +67,7 @@ def test_interrupt_while_hashing_then_resume(corpus, tmp_path: Path, workers: in
     assert query(case, "SELECT status, resumed_run_id FROM runs ORDER BY run_id") == [
         ("interrupted", None), ("complete", 1),
     ]  # fmt: skip
-    assert _comparable(case) == _comparable(reference)
+    assert comparable_rows(case, RUN_ONLY) == comparable_rows(reference, RUN_ONLY)
 
 
 def test_interrupt_while_listing_then_resume(corpus, tmp_path: Path) -> None:
@@ -81,7 +79,7 @@ def test_interrupt_while_listing_then_resume(corpus, tmp_path: Path) -> None:
              progress=StopAfter(listed=1))  # fmt: skip
     assert query(case, "SELECT planned, scan_status FROM evidence") == [(0, "planning")]
     scan(case, [CORPUS / "tsk-imageformat_mmls_1.E01"], options=ScanOptions(workers=0, resume=True))
-    assert _comparable(case) == _comparable(reference)
+    assert comparable_rows(case, RUN_ONLY) == comparable_rows(reference, RUN_ONLY)
 
 
 def test_a_killed_run_is_marked_interrupted(corpus, tmp_path: Path) -> None:

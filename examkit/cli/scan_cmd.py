@@ -24,7 +24,7 @@ from examkit.models import ScanSummary
 from examkit.scan import ScanOptions, scan
 from examkit.scan import summary_json as _summary_json
 
-from .render import err, human_bytes, out, print_json, table
+from .render import err, human_bytes, out, table
 
 EXAMINER_ENV = "EXAMKIT_EXAMINER"
 
@@ -180,6 +180,3 @@ def scan_command(
 
 def register(app: typer.Typer) -> None:
     app.command("scan")(scan_command)
-
-
-__all__ = ["print_json", "register"]
