@@ -94,6 +94,14 @@ class DisplayPolicy:
             return WITHHELD
         return safe_text(value, self.max_len)
 
+    def path(self, value: str | bytes | None, flagged: bool = False) -> str:
+        """A path; for a flagged file the folder is shown and the file name withheld."""
+        if flagged and not self.show_flagged_names:
+            text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+            folder = (text or "").rpartition("/")[0]
+            return f"{safe_text(folder, self.max_len)}/{WITHHELD}"
+        return safe_text(value, self.max_len)
+
     def text(self, value: str | bytes | None) -> str:
         """Any other evidence string (labels, descriptions, metadata)."""
         return safe_text(value, self.max_len)

@@ -38,3 +38,8 @@ def register_filesystems(register: Register) -> None:
 @hookspec
 def register_hashers(register: Register) -> None:
     """Register streaming digests (``examkit.hashing.Hasher``)."""
+
+
+@hookspec
+def register_hashset_formats(register: Register) -> None:
+    """Register hash-set file loaders (``examkit.hashformat.HashSetFormat``)."""

@@ -157,6 +157,8 @@ class EvidenceSummary:
     by_state: Mapping[str, int]
     verification: str
     verification_detail: str = ""
+    flagged: int = 0  # streams matching an alerting known-bad entry
+    known_good: int = 0  # streams matching a known-good set
 
 
 @dataclass(frozen=True)
@@ -168,3 +170,34 @@ class ScanSummary:
     status: str
     seconds: float
     evidence: tuple[EvidenceSummary, ...]
+
+
+@dataclass(frozen=True)
+class HashSetInfo:
+    """A compiled hash set in the library: what it is and where it came from."""
+
+    name: str
+    kind: str  # known_bad | known_good
+    format: str  # loader plugin that read it
+    entries: int
+    algorithms: Mapping[str, Mapping[str, int]]  # {"md5": {"count": n, "unique": u}}
+    source_name: str
+    source_sha256: str
+    source_size: int
+    imported_utc: str
+    imported_by: str | None = None
+    description: str | None = None
+    provenance: Mapping[str, object] = field(default_factory=dict)
+    category_profile: Mapping[str, object] = field(default_factory=dict)
+    malformed: int = 0
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class MatchCounts:
+    """Hits of one matching pass."""
+
+    files_checked: int = 0
+    matches: int = 0
+    flagged: int = 0  # files newly flagged (known-bad, alerting)
+    known_good: int = 0  # files newly marked known-good

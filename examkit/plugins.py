@@ -16,6 +16,7 @@ import pluggy
 from . import __version__, hookspecs
 from .errors import PluginError
 from .evidence import Container
+from .hashformat import HashSetFormat
 from .hashing import Hasher
 from .walk import FileSystemWalker, VolumeSystem
 
@@ -26,6 +27,7 @@ FIRST_PARTY = (
     "examkit_plugins.volumes.tsk",
     "examkit_plugins.filesystems.tsk",
     "examkit_plugins.hashers.crypto",
+    "examkit_plugins.hashsets.text",
 )
 
 # kind -> (hook name, required base class)
@@ -34,6 +36,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "volume_systems": ("register_volume_systems", VolumeSystem),
     "filesystems": ("register_filesystems", FileSystemWalker),
     "hashers": ("register_hashers", Hasher),
+    "hashset_formats": ("register_hashset_formats", HashSetFormat),
 }
 
 T = TypeVar("T")
@@ -130,6 +133,10 @@ class Registry:
     @property
     def hashers(self) -> list[Hasher]:
         return self.all("hashers")
+
+    @property
+    def hashset_formats(self) -> list[HashSetFormat]:
+        return self.all("hashset_formats")
 
     def records(self) -> list[PluginRecord]:
         return list(self._records)

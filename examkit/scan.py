@@ -26,8 +26,19 @@ from .evidence import ALGORITHMS, open_media, verify
 from .executors import default_workers, local_executor
 from .filetype import libmagic_version
 from .hashing import COLUMN_DIGESTS
+from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
-from .models import EvidenceSummary, ScanSummary, StreamResult, StreamTask, WorkUnit
+from .matching import Matcher, match_case, use_sets, write_matches
+from .models import (
+    OK,
+    EvidenceSummary,
+    HashSetInfo,
+    MatchCounts,
+    ScanSummary,
+    StreamResult,
+    StreamTask,
+    WorkUnit,
+)
 from .plan import plan_evidence
 from .plugins import Registry, distribution_version, registry
 from .query import grouped_counts
@@ -46,6 +57,7 @@ class Progress(Protocol):
     def phase(self, name: str, evidence_id: str, files: int, nbytes: int) -> None: ...
     def listed(self, entries: int) -> None: ...
     def hashed(self, files: int, nbytes: int) -> None: ...
+    def matched(self, flagged: int, known_good: int) -> None: ...
 
 
 @dataclass
@@ -55,6 +67,8 @@ class ScanOptions:
     resume: bool = False
     unit_bytes: int = 32 << 20
     unit_files: int = 256
+    hashsets: tuple[str, ...] | None = None  # None: every set in the library
+    hashset_dir: str | None = None  # None: the default library
 
 
 def tool_versions() -> dict[str, str]:
@@ -97,7 +111,9 @@ def scan(
         if expected and len(sets) > 1:
             raise UsageError("--expect applies to one evidence item", "scan the sets one at a time")
         todo = _select(case, sets, options.resume)
-        run_id = _start_run(case, reg, examiner, sets, options, argv)
+        library = Library(Path(options.hashset_dir) if options.hashset_dir else None)
+        infos = library.select(list(options.hashsets) if options.hashsets is not None else None)
+        run_id, matcher = _start_run(case, reg, examiner, sets, options, argv, infos)
         previous = signal.getsignal(signal.SIGTERM)
         in_main = _in_main_thread()
         if in_main:
@@ -108,7 +124,7 @@ def scan(
             for item in todo:
                 try:
                     _scan_one(case, reg, run_id, item, executor, options, examiner,
-                              description, expected or {}, progress)  # fmt: skip
+                              description, expected or {}, progress, matcher)  # fmt: skip
                 except EvidenceError as exc:
                     failures.append(f"{item.evidence_id}: {exc.message}")
                     _evidence_failed(case, run_id, item, exc, examiner)
@@ -163,7 +179,8 @@ def _start_run(
     sets: Sequence[EvidenceSet],
     options: ScanOptions,
     argv: Sequence[str] | None,
-) -> int:
+    hashsets: Sequence[HashSetInfo],
+) -> tuple[int, Matcher]:
     resumed = None
     if options.resume:
         row = case.conn.execute(
@@ -206,9 +223,11 @@ def _start_run(
                 "examkit_version": __version__,
                 "plugin_versions": reg.versions(),
                 "tool_versions": tools,
+                "hashsets": [h.name for h in hashsets],
             },
         )
-    return int(run_id)
+        matcher = Matcher(use_sets(conn, hashsets, int(run_id), examiner))
+    return int(run_id), matcher
 
 
 def _os_user() -> str | None:
@@ -229,6 +248,7 @@ def _scan_one(
     description: str | None,
     expected: dict[str, str],
     progress: Progress | None,
+    matcher: Matcher,
 ) -> None:
     with open_media(item.container, item.paths) as media:
         row = case.evidence(item.evidence_id)
@@ -247,7 +267,11 @@ def _scan_one(
         media_job = executor.submit(
             hash_whole_media, item.container.name, tuple(str(p) for p in item.paths)
         )
-    _hash_pending(case, run_id, item, executor, options, progress)
+    if options.resume and matcher:  # streams hashed by the interrupted run
+        counts = match_case(case, matcher, run_id, item.evidence_id, before_run=run_id)
+        if progress and (counts.flagged or counts.known_good):
+            progress.matched(counts.flagged, counts.known_good)
+    _hash_pending(case, run_id, item, executor, options, progress, matcher)
     if media_job is not None:
         _record_verification(case, item.evidence_id, media_job.result(), examiner)
     with case.transaction() as conn:
@@ -310,7 +334,10 @@ _UPDATE = (
 )
 
 
-def _write(case: Case, run_id: int, results: Sequence[StreamResult]) -> None:
+def _write(
+    case: Case, run_id: int, results: Sequence[StreamResult], matcher: Matcher
+) -> MatchCounts:
+    """Record a batch of results and their hash-set matches in one transaction."""
     rows = []
     for r in results:
         extra = {k: v for k, v in r.digests.items() if k not in COLUMN_DIGESTS}
@@ -329,8 +356,16 @@ def _write(case: Case, run_id: int, results: Sequence[StreamResult]) -> None:
                 r.file_id,
             )
         )
+    hashed = [
+        (r.file_id, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
+         r.digests.get("sha256"))
+        for r in results
+        if r.status == OK
+    ]  # fmt: skip
+    matches = matcher.rows(hashed, run_id) if matcher else []
     with case.transaction() as conn:
         conn.executemany(_UPDATE, rows)
+        return write_matches(conn, matches)
 
 
 def _hash_pending(
@@ -340,6 +375,7 @@ def _hash_pending(
     executor: Executor,
     options: ScanOptions,
     progress: Progress | None,
+    matcher: Matcher,
 ) -> None:
     files, nbytes = case.conn.execute(
         "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE evidence_id = ?"
@@ -363,9 +399,11 @@ def _hash_pending(
                         "a worker process died while reading the evidence",
                         "run again with --resume; what was hashed is kept",
                     ) from exc
-                _write(case, run_id, results)
+                counts = _write(case, run_id, results, matcher)
                 if progress:
                     progress.hashed(len(results), unit.size)
+                    if counts.flagged or counts.known_good:
+                        progress.matched(counts.flagged, counts.known_good)
 
     for unit in _units(case, item, options):
         drain(limit - 1)
@@ -431,9 +469,17 @@ def _counts(case: Case, run_id: int) -> dict[str, Any]:
         " GROUP BY status",
         (run_id,),
     ).fetchall()
+    flagged, known_good = case.conn.execute(
+        "SELECT count(DISTINCT m.file_id) FILTER (WHERE m.alert = 1),"
+        " count(DISTINCT m.file_id) FILTER (WHERE m.kind = 'known_good')"
+        " FROM matches m WHERE m.run_id = ?",
+        (run_id,),
+    ).fetchone()
     return {
         "hashed_by_status": {s: n for s, n, _ in rows},
         "bytes_hashed": sum(b for _, _, b in rows),
+        "flagged_files": flagged,
+        "known_good_files": known_good,
     }
 
 
@@ -463,8 +509,9 @@ def _summary(case: Case, evidence_id: str) -> EvidenceSummary:
         " FROM filesystems WHERE evidence_id = ?",
         (evidence_id,),
     ).fetchone()
-    files, nbytes = q(
-        "SELECT count(*), coalesce(sum(bytes_read), 0) FROM files WHERE evidence_id = ?",
+    files, nbytes, flagged, known_good = q(
+        "SELECT count(*), coalesce(sum(bytes_read), 0), coalesce(sum(flagged), 0),"
+        " coalesce(sum(known_good), 0) FROM files WHERE evidence_id = ?",
         (evidence_id,),
     ).fetchone()
     return EvidenceSummary(
@@ -480,6 +527,8 @@ def _summary(case: Case, evidence_id: str) -> EvidenceSummary:
         by_state=grouped_counts(case, "state", evidence_id),
         verification=row["verification"],
         verification_detail=row["verification_detail"] or "",
+        flagged=flagged,
+        known_good=known_good,
     )
 
 

@@ -3,7 +3,7 @@ names and meanings are a contract (docs/case-database.md)."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -139,5 +139,57 @@ CREATE TRIGGER custody_log_no_update BEFORE UPDATE ON custody_log
 BEGIN SELECT RAISE(ABORT, 'custody_log is append-only'); END;
 CREATE TRIGGER custody_log_no_delete BEFORE DELETE ON custody_log
 BEGIN SELECT RAISE(ABORT, 'custody_log is append-only'); END;
+""",
+    2: """
+CREATE TABLE hashsets (
+    hashset_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,                  -- known_bad | known_good
+    format TEXT NOT NULL,                -- loader plugin: vics | nsrl-v3 | md5sum ...
+    description TEXT,
+    source_name TEXT NOT NULL,
+    source_sha256 TEXT NOT NULL,         -- of the file imported
+    source_size INTEGER,
+    entries INTEGER NOT NULL,
+    algorithms TEXT NOT NULL,            -- JSON: {"md5": {"count": n, "unique": u}, ...}
+    version TEXT,                        -- the set's own version (NSRL release, VICS version)
+    provenance TEXT,                     -- JSON: what the file says about itself
+    category_profile TEXT,               -- JSON: the profile that labels categories
+    imported_utc TEXT NOT NULL,
+    imported_by TEXT,
+    first_used_utc TEXT NOT NULL,
+    first_used_run_id INTEGER REFERENCES runs(run_id),
+    UNIQUE (name, source_sha256)
+);
+CREATE TABLE matches (
+    match_id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(file_id),
+    hashset_id INTEGER NOT NULL REFERENCES hashsets(hashset_id),
+    kind TEXT NOT NULL,                  -- known_bad | known_good (copied from the set)
+    algorithm TEXT NOT NULL,             -- md5 | sha1 | sha256
+    digest TEXT NOT NULL,                -- lowercase hex
+    entry INTEGER NOT NULL,              -- entry number in the compiled set
+    distance INTEGER NOT NULL DEFAULT 0, -- 0 for exact matches
+    alert INTEGER NOT NULL,              -- 1: flags the file (known-bad, alerting category)
+    category INTEGER,                    -- raw category number from the set
+    category_label TEXT,                 -- from the set's category profile
+    series TEXT,
+    victim_identified INTEGER,
+    offender_identified INTEGER,
+    is_distributed INTEGER,
+    media_id TEXT,
+    entry_name TEXT,                     -- the set's name for the entry (withheld like file names)
+    entry_size INTEGER,
+    size_matches INTEGER,                -- 1/0 when the set gives a size, else NULL
+    metadata TEXT,                       -- JSON: every other field of the entry
+    run_id INTEGER REFERENCES runs(run_id),
+    matched_utc TEXT NOT NULL,
+    UNIQUE (file_id, hashset_id, algorithm, entry)
+);
+CREATE INDEX matches_file ON matches(file_id);
+CREATE INDEX matches_hashset ON matches(hashset_id);
+ALTER TABLE files ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE files ADD COLUMN known_good INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX files_flagged ON files(evidence_id) WHERE flagged = 1;
 """,
 }

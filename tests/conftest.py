@@ -19,6 +19,13 @@ from examkit.scan import ScanOptions, scan
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("EXAMKIT_CORPUS", ROOT.parent / "shared" / "corpus"))
 FIXTURES = ROOT / "tests" / "fixtures" / "images"
+HASHSET_FIXTURES = ROOT / "tests" / "fixtures" / "hashsets"
+
+
+@pytest.fixture(autouse=True)
+def _own_hashset_library(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
+    """Every test gets an empty hash-set library: the examiner's real one is never touched."""
+    monkeypatch.setenv("EXAMKIT_HASHSETS", str(tmp_path_factory.mktemp("hashset-library")))
 
 
 def sparse_copy(src: Any, dst: Path) -> None:

@@ -33,6 +33,9 @@ class StopAfter:
             if self.listed_left < 0:
                 raise KeyboardInterrupt
 
+    def matched(self, flagged: int, known_good: int) -> None:
+        pass
+
     def hashed(self, files: int, nbytes: int) -> None:
         if self.hashed_left is not None:
             self.hashed_left -= 1

@@ -1,0 +1,247 @@
+"""Exact matching of recorded file digests against compiled hash sets, in bulk.
+
+Digests of a batch of files are looked up set by set and algorithm by
+algorithm with one vectorised search each (``HashSetIndex.lookup``); results
+go to the case's ``matches`` table and the ``flagged`` / ``known_good`` marks
+on ``files``. Matching is idempotent: a (file, set, algorithm, entry) pair is
+recorded once however often it is matched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import custody
+from .case import Case, dumps
+from .categories import describe
+from .clock import utc_now
+from .hashdb import EntryRecord, HashSetIndex, hex_to_array
+from .hashformat import DIGESTS
+from .models import HashSetInfo, MatchCounts
+
+PAGE = 50_000
+# entry metadata with a column of its own in ``matches``
+_COLUMNS = ("category", "series", "victim_identified", "offender_identified", "is_distributed",
+            "media_id")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CaseSet:
+    """A library set as used in one case: its row id there and its open index."""
+
+    hashset_id: int
+    info: HashSetInfo
+    index: HashSetIndex
+
+
+# (file_id, size, md5, sha1, sha256) of a hashed stream
+FileDigests = tuple[int, int | None, str | None, str | None, str | None]
+_POSITION = {"md5": 2, "sha1": 3, "sha256": 4}
+
+
+def use_sets(
+    conn: sqlite3.Connection, infos: Sequence[HashSetInfo], run_id: int, actor: str | None
+) -> list[CaseSet]:
+    """Record the sets in the case (once each) with a custody entry per use; open them."""
+    used = []
+    for info in infos:
+        row = conn.execute(
+            "SELECT hashset_id FROM hashsets WHERE name = ? AND source_sha256 = ?",
+            (info.name, info.source_sha256),
+        ).fetchone()
+        if row is None:
+            version = info.provenance.get("nsrl_version") or info.provenance.get("vics_version")
+            cur = conn.execute(
+                "INSERT INTO hashsets (name, kind, format, description, source_name, source_sha256,"
+                " source_size, entries, algorithms, version, provenance, category_profile,"
+                " imported_utc, imported_by, first_used_utc, first_used_run_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    info.name, info.kind, info.format, info.description, info.source_name,
+                    info.source_sha256, info.source_size, info.entries, dumps(info.algorithms),
+                    None if version is None else str(version), dumps(info.provenance),
+                    dumps(info.category_profile), info.imported_utc, info.imported_by,
+                    utc_now(), run_id,
+                ),
+            )  # fmt: skip
+            hashset_id = int(cur.lastrowid or 0)
+        else:
+            hashset_id = int(row[0])
+        custody.append(
+            conn,
+            "hashset_used",
+            actor,
+            {
+                "run_id": run_id,
+                "hashset_id": hashset_id,
+                "name": info.name,
+                "kind": info.kind,
+                "format": info.format,
+                "source_name": info.source_name,
+                "source_sha256": info.source_sha256,
+                "entries": info.entries,
+                "algorithms": dict(info.algorithms),
+                "provenance": dict(info.provenance),
+                "imported_utc": info.imported_utc,
+            },
+        )
+        used.append(CaseSet(hashset_id, info, HashSetIndex(Path(info.path))))
+    return used
+
+
+class Matcher:
+    """Looks up batches of file digests in every set and builds ``matches`` rows."""
+
+    def __init__(self, sets: Sequence[CaseSet]) -> None:
+        self.sets = list(sets)
+        self._entries: dict[tuple[int, int], EntryRecord] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.sets)
+
+    def rows(self, files: Sequence[FileDigests], run_id: int | None) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        if not files or not self.sets:
+            return out
+        now = utc_now()
+        for algorithm in DIGESTS:
+            values = [f[_POSITION[algorithm]] or "" for f in files]
+            queries, valid = hex_to_array(values, algorithm)
+            if len(queries) == 0:
+                continue
+            for case_set in self.sets:
+                q_pos, entries = case_set.index.lookup(algorithm, queries)
+                for q, entry in zip(q_pos.tolist(), entries.tolist(), strict=True):
+                    f = files[int(valid[q])]
+                    out.append(self._row(case_set, algorithm, f, entry, run_id, now))
+        return out
+
+    def _entry(self, case_set: CaseSet, entry: int) -> EntryRecord:
+        key = (case_set.hashset_id, entry)
+        if key not in self._entries:
+            if len(self._entries) > 100_000:
+                self._entries.clear()
+            self._entries[key] = case_set.index.entry(entry)
+        return self._entries[key]
+
+    def _row(
+        self,
+        case_set: CaseSet,
+        algorithm: str,
+        f: FileDigests,
+        entry: int,
+        run_id: int | None,
+        now: str,
+    ) -> tuple[Any, ...]:
+        record = self._entry(case_set, entry)
+        meta = dict(record.meta)
+        category = meta.get("category")
+        label, alert = describe(dict(case_set.info.category_profile), category)
+        known_bad = case_set.info.kind == "known_bad"
+        size_matches = None
+        if record.size is not None and f[1] is not None:
+            size_matches = int(record.size == f[1])
+        rest = {k: v for k, v in meta.items() if k not in _COLUMNS}
+        name = record.name.decode("utf-8", "backslashreplace") if record.name else None
+        return (
+            f[0], case_set.hashset_id, case_set.info.kind, algorithm, f[_POSITION[algorithm]],
+            entry, int(known_bad and alert), category, label if known_bad else None,
+            meta.get("series"), _flag(meta.get("victim_identified")),
+            _flag(meta.get("offender_identified")), _flag(meta.get("is_distributed")),
+            None if meta.get("media_id") is None else str(meta["media_id"]), name, record.size,
+            size_matches, json.dumps(rest, sort_keys=True, ensure_ascii=False) if rest else None,
+            run_id, now,
+        )  # fmt: skip
+
+
+def _flag(value: Any) -> int | None:
+    return None if value is None else int(bool(value))
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO matches (file_id, hashset_id, kind, algorithm, digest, entry, alert,"
+    " category, category_label, series, victim_identified, offender_identified, is_distributed,"
+    " media_id, entry_name, entry_size, size_matches, metadata, run_id, matched_utc)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def write_matches(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> MatchCounts:
+    """Insert match rows and mark their files; inside the caller's transaction."""
+    if not rows:
+        return MatchCounts()
+    before = conn.total_changes
+    conn.executemany(_INSERT, rows)
+    inserted = conn.total_changes - before
+    flagged = sorted({r[0] for r in rows if r[6]})
+    good = sorted({r[0] for r in rows if r[2] == "known_good"})
+    return MatchCounts(
+        matches=inserted,
+        flagged=_mark(conn, "flagged", flagged),
+        known_good=_mark(conn, "known_good", good),
+    )
+
+
+def _mark(conn: sqlite3.Connection, column: str, file_ids: list[int]) -> int:
+    changed = 0
+    for start in range(0, len(file_ids), 500):
+        chunk = file_ids[start : start + 500]
+        cur = conn.execute(
+            f"UPDATE files SET {column} = 1 WHERE {column} = 0 AND file_id IN"
+            f" ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
+        changed += cur.rowcount
+    return changed
+
+
+def hashed_files(
+    case: Case, evidence_id: str | None = None, before_run: int | None = None
+) -> Iterator[list[FileDigests]]:
+    """Pages of hashed streams (optionally of one evidence item, hashed before a run)."""
+    last = 0
+    where = "file_id > ? AND status = 'ok' AND md5 IS NOT NULL"
+    params: list[Any] = []
+    if evidence_id:
+        where += " AND evidence_id = ?"
+        params.append(evidence_id)
+    if before_run is not None:
+        where += " AND (run_id IS NULL OR run_id < ?)"
+        params.append(before_run)
+    while True:
+        page = case.conn.execute(
+            f"SELECT file_id, bytes_read, md5, sha1, sha256 FROM files WHERE {where}"
+            f" ORDER BY file_id LIMIT {PAGE}",
+            [last, *params],
+        ).fetchall()
+        if not page:
+            return
+        yield [tuple(r) for r in page]  # type: ignore[misc]
+        last = page[-1][0]
+
+
+def match_case(
+    case: Case,
+    matcher: Matcher,
+    run_id: int,
+    evidence_id: str | None = None,
+    before_run: int | None = None,
+) -> MatchCounts:
+    """Match every hashed stream already in the case (no evidence is read)."""
+    total = MatchCounts()
+    for page in hashed_files(case, evidence_id, before_run):
+        rows = matcher.rows(page, run_id)
+        with case.transaction() as conn:
+            got = write_matches(conn, rows)
+        total = MatchCounts(
+            total.files_checked + len(page),
+            total.matches + got.matches,
+            total.flagged + got.flagged,
+            total.known_good + got.known_good,
+        )
+    return total

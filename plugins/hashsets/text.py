@@ -1,0 +1,252 @@
+"""Text hash lists: md5sum/sha1sum/sha256sum, BSD tags, hashdeep, one hash per line.
+
+md5sum-style and plain lists are parsed vectorised (numpy over 16 MiB chunks:
+line ends, fixed-width hex decoded through a 64 Ki lookup table); any line the
+fast path does not accept is parsed again one by one, so odd lines (escaped
+names, CRLF, blanks, other digest widths) are handled or reported, never lost.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from pathlib import Path
+
+import numpy as np
+
+from examkit.hashformat import BY_HEX_LENGTH, DIGESTS, EntrySink, HashSetFormat, strip_bom
+from examkit.hookspecs import Register, hookimpl
+
+CHUNK = 16 << 20
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def _lut16() -> np.ndarray:
+    values = {c: int(chr(c), 16) for c in _HEX}
+    lut = np.full(65536, 256, np.uint16)
+    for a, va in values.items():
+        for b, vb in values.items():
+            lut[a | (b << 8)] = (va << 4) | vb  # little-endian: first character is the low byte
+    return lut
+
+
+_LUT = _lut16()
+_SUM_LINE = re.compile(rb"^(\\?)([0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}) [ *](.+)$")
+_BSD_LINE = re.compile(rb"^(MD5|SHA1|SHA256|SHA2-256) ?\((.*)\) ?= ?([0-9a-fA-F]+)$")
+_PLAIN_LINE = re.compile(rb"^([0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")
+_BSD_ALGO = {b"MD5": "md5", b"SHA1": "sha1", b"SHA256": "sha256", b"SHA2-256": "sha256"}
+
+
+def _first_lines(head: bytes, n: int = 5) -> list[bytes]:
+    lines = []
+    for raw in strip_bom(head).split(b"\n")[:-1] or [strip_bom(head)]:
+        line = raw.rstrip(b"\r")
+        if line.strip() and not line.startswith(b"#"):
+            lines.append(line)
+        if len(lines) >= n:
+            break
+    return lines
+
+
+def _unescape(name: bytes) -> bytes:
+    """GNU coreutils escapes names holding a newline or backslash (line starts with '\\')."""
+    out = bytearray()
+    i = 0
+    while i < len(name):
+        if name[i] == 0x5C and i + 1 < len(name):
+            nxt = name[i + 1]
+            out += {0x6E: b"\n", 0x72: b"\r", 0x5C: b"\\"}.get(nxt, bytes([0x5C, nxt]))
+            i += 2
+        else:
+            out.append(name[i])
+            i += 1
+    return bytes(out)
+
+
+class _LineFormat(HashSetFormat):
+    """Shared chunked reader: the vectorised fast path plus a per-line fallback."""
+
+    with_names = True
+
+    def read(self, path: Path, sink: EntrySink) -> None:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            if size == 0:
+                return
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                width = self._width(bytes(mm[:65536]))
+                pos, line_no = (3 if mm[:3] == b"\xef\xbb\xbf" else 0), 1
+                while pos < size:
+                    end = min(size, pos + CHUNK)
+                    if end < size:
+                        cut = mm.rfind(b"\n", pos, end)
+                        end = cut + 1 if cut >= pos else end
+                    line_no = self._chunk(mm[pos:end], width, line_no, sink)
+                    pos = end
+
+    def _width(self, head: bytes) -> int:
+        for line in _first_lines(head, 50):
+            m = (_SUM_LINE if self.with_names else _PLAIN_LINE).match(line.strip(b" "))
+            if m:
+                return len(m.group(2 if self.with_names else 1))
+        return 32
+
+    def _chunk(self, chunk: bytes, width: int, line_no: int, sink: EntrySink) -> int:
+        buf = np.frombuffer(chunk, dtype=np.uint8)
+        ends = np.flatnonzero(buf == 10)
+        if len(ends) == 0 or ends[-1] != len(buf) - 1:
+            ends = np.append(ends, len(buf))
+        starts = np.empty(len(ends), np.intp)
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+        ends = ends - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13))  # CRLF
+        ok = self._fast(chunk, buf, starts, ends, width, sink)
+        for i in np.flatnonzero(~ok):
+            self.read_line(chunk[starts[i] : ends[i]], line_no + int(i), sink)
+        return line_no + len(starts)
+
+    def _fast(
+        self,
+        chunk: bytes,
+        buf: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        width: int,
+        sink: EntrySink,
+    ) -> np.ndarray:
+        n = len(starts)
+        padded = np.frombuffer(chunk + b"\0" * (width + 8), dtype=np.uint8)
+        words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        gathered = np.empty((n, width // 8), "<u8")
+        for k in range(width // 8):
+            gathered[:, k] = words[starts + 8 * k]
+        values = _LUT[gathered.view(np.uint16)]
+        ok = (values < 256).all(axis=1)
+        length = ends - starts
+        if self.with_names:
+            sep = padded[starts + width]
+            mode = padded[starts + width + 1]
+            ok &= (length > width + 2) & (sep == 32) & ((mode == 32) | (mode == 42))
+        else:
+            ok &= length == width
+        keep = np.flatnonzero(ok)
+        if len(keep):
+            digests = np.ascontiguousarray(values[keep].astype(np.uint8)).view(f"S{width // 2}")
+            spans = None
+            if self.with_names:
+                spans = np.stack([starts[keep] + width + 2, ends[keep]], axis=1).astype(np.uint64)
+            sink.add_columns(
+                {BY_HEX_LENGTH[width]: digests.ravel()},
+                names_blob=chunk if self.with_names else None,
+                name_spans=spans,
+            )
+        return ok
+
+    def read_line(self, line: bytes, line_no: int, sink: EntrySink) -> None:
+        stripped = line.strip()
+        if not stripped or stripped.startswith(b"#"):
+            return
+        m = _SUM_LINE.match(line.strip(b" ")) if self.with_names else None
+        if m:
+            name = _unescape(m.group(3)) if m.group(1) else m.group(3)
+            sink.add(**{BY_HEX_LENGTH[len(m.group(2))]: m.group(2).decode()}, name=name,
+                     line=line_no)  # fmt: skip
+            return
+        m = _PLAIN_LINE.match(stripped)
+        if m:
+            sink.add(**{BY_HEX_LENGTH[len(m.group(1))]: m.group(1).decode()}, line=line_no)
+            return
+        sink.malformed(line_no, "not a hash line", line)
+
+
+class Md5sumFormat(_LineFormat):
+    name = "md5sum"
+    description = "md5sum / sha1sum / sha256sum output: HEX, two spaces or ' *', file name"
+    priority = 20
+
+    def detect(self, head: bytes, path: Path) -> bool:
+        lines = _first_lines(head)
+        return bool(lines) and all(_SUM_LINE.match(line.strip(b" ")) for line in lines)
+
+
+class PlainFormat(_LineFormat):
+    name = "plain"
+    description = "one MD5, SHA-1 or SHA-256 per line, nothing else"
+    priority = 10
+    with_names = False
+
+    def detect(self, head: bytes, path: Path) -> bool:
+        lines = _first_lines(head)
+        return bool(lines) and all(_PLAIN_LINE.match(line.strip()) for line in lines)
+
+
+class BsdFormat(HashSetFormat):
+    name = "bsd"
+    description = "BSD-style tagged lines: MD5 (name) = HEX (also SHA1, SHA256)"
+    priority = 30
+
+    def detect(self, head: bytes, path: Path) -> bool:
+        lines = _first_lines(head)
+        return bool(lines) and all(_BSD_LINE.match(line) for line in lines)
+
+    def read(self, path: Path, sink: EntrySink) -> None:
+        with open(path, "rb") as fh:
+            for line_no, raw in enumerate(fh, 1):
+                line = strip_bom(raw) if line_no == 1 else raw
+                line = line.rstrip(b"\r\n")
+                if not line.strip() or line.startswith(b"#"):
+                    continue
+                m = _BSD_LINE.match(line)
+                if not m:
+                    sink.malformed(line_no, "not a BSD-style hash line", line)
+                    continue
+                algorithm = _BSD_ALGO[m.group(1)]
+                if len(m.group(3)) != 2 * DIGESTS[algorithm]:
+                    sink.malformed(line_no, f"{algorithm} digest of wrong length", line)
+                    continue
+                sink.add(**{algorithm: m.group(3).decode()}, name=m.group(2), line=line_no)
+
+
+class HashdeepFormat(HashSetFormat):
+    name = "hashdeep"
+    description = "hashdeep / md5deep audit files (%%%% HASHDEEP-1.0 header naming the columns)"
+    priority = 60
+
+    def detect(self, head: bytes, path: Path) -> bool:
+        return strip_bom(head).startswith(b"%%%% HASHDEEP-1.0")
+
+    def read(self, path: Path, sink: EntrySink) -> None:
+        columns: list[str] = []
+        with open(path, "rb") as fh:
+            for line_no, raw in enumerate(fh, 1):
+                line = (strip_bom(raw) if line_no == 1 else raw).rstrip(b"\r\n")
+                if line.startswith(b"%%%% "):
+                    text = line[5:].decode("ascii", "replace").strip()
+                    if not text.startswith("HASHDEEP"):
+                        columns = [c.strip().lower() for c in text.split(",")]
+                    continue
+                if not line.strip() or line.startswith(b"##"):
+                    continue
+                if not columns or columns[-1] != "filename":
+                    sink.malformed(line_no, "entry before a column header line")
+                    continue
+                fields = line.split(b",", len(columns) - 1)
+                if len(fields) != len(columns):
+                    sink.malformed(line_no, f"expected {len(columns)} fields", line)
+                    continue
+                row = dict(zip(columns, fields, strict=True))
+                size = row.get("size", b"").strip()
+                sink.add(
+                    md5=row.get("md5", b"").decode("ascii", "replace") or None,
+                    sha1=row.get("sha1", b"").decode("ascii", "replace") or None,
+                    sha256=row.get("sha256", b"").decode("ascii", "replace") or None,
+                    name=row["filename"],
+                    size=int(size) if size.isdigit() else None,
+                    line=line_no,
+                )
+
+
+@hookimpl
+def register_hashset_formats(register: Register) -> None:
+    for fmt in (HashdeepFormat(), BsdFormat(), Md5sumFormat(), PlainFormat()):
+        register(fmt)
