@@ -9,14 +9,15 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, custody
 from .clock import utc_now
 from .errors import CaseError, UsageError
 from .schema import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:  # imported when a case is opened: commands without a case start faster
+    import sqlite_utils
 
 
 class Case:
@@ -191,6 +192,8 @@ def _alive(pid: int) -> bool:
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
+    import sqlite_utils
+
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode = WAL")

@@ -11,6 +11,7 @@ the examiner asked to see them (:class:`DisplayPolicy`).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ _FORMAT_CHARS = frozenset(
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 WITHHELD = "<withheld>"
+_PLAIN = re.compile(r"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII except backslash: shown as is
 
 
 def _escape_char(ch: str) -> str:
@@ -54,6 +56,8 @@ def safe_text(value: str | bytes | None, max_len: int | None = None) -> str:
     if value is None:
         return ""
     text = value.decode("utf-8", errors="surrogateescape") if isinstance(value, bytes) else value
+    if _PLAIN.fullmatch(text):
+        return text if max_len is None or len(text) <= max_len else _cut(text, max_len)
     out: list[str] = []
     for ch in text:
         if 0xDC80 <= ord(ch) <= 0xDCFF:  # a raw byte kept by surrogateescape
@@ -64,8 +68,12 @@ def safe_text(value: str | bytes | None, max_len: int | None = None) -> str:
             out.append(ch)
     result = "".join(out)
     if max_len is not None and len(result) > max_len:
-        result = result[: max(0, max_len - 1)] + "…"
+        result = _cut(result, max_len)
     return result
+
+
+def _cut(text: str, max_len: int) -> str:
+    return text[: max(0, max_len - 1)] + "…"
 
 
 def decode_name(raw: bytes) -> tuple[str, bytes | None]:

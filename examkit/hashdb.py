@@ -17,6 +17,7 @@ never one query per file.
 from __future__ import annotations
 
 import json
+import mmap
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,21 +40,37 @@ def _map(path: Path, dtype: Any, shape: tuple[int, ...] | None = None) -> np.nda
     """A read-only memory map; an empty array for an empty or missing file."""
     if not path.exists() or path.stat().st_size == 0:
         return np.zeros((0,) + (shape[1:] if shape else ()), dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    array = np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    _random_access(array._mmap)
+    return array
+
+
+def _random_access(mapped: mmap.mmap | None) -> None:
+    """Lookups touch a few scattered pages: no read-ahead around each."""
+    if mapped is not None and hasattr(mmap, "MADV_RANDOM"):
+        mapped.madvise(mmap.MADV_RANDOM)
 
 
 def hex_to_array(values: list[str], algorithm: str) -> tuple[np.ndarray, np.ndarray]:
     """Hex strings -> (array of raw digests, positions of the valid ones)."""
     width = 2 * DIGESTS[algorithm]
     keep = [i for i, v in enumerate(values) if v and len(v) == width]
+    try:  # the usual case: every value is clean hex, decoded in one call
+        joined = bytes.fromhex("".join(values[i] for i in keep))
+        if len(joined) == len(keep) * DIGESTS[algorithm]:  # fromhex skips blanks
+            return np.frombuffer(joined, dtype=digest_dtype(algorithm)), np.array(keep, np.intp)
+    except ValueError:
+        pass
     raw = bytearray()
     good = []
     for i in keep:
         try:
-            raw += bytes.fromhex(values[i])
+            value = bytes.fromhex(values[i])
         except ValueError:
             continue
-        good.append(i)
+        if len(value) == DIGESTS[algorithm]:
+            raw += value
+            good.append(i)
     return np.frombuffer(bytes(raw), dtype=digest_dtype(algorithm)), np.array(good, np.intp)
 
 
@@ -97,6 +114,8 @@ class HashSetIndex:
         if len(table) == 0:
             return empty
         queries = np.asarray(queries, dtype=digest_dtype(algorithm))
+        order = np.argsort(queries)  # sorted queries walk the mapped table in order
+        queries = queries[order]
         left = np.searchsorted(table, queries, side="left")
         found = left < len(table)
         found[found] = table[left[found]] == queries[found]
@@ -109,23 +128,27 @@ class HashSetIndex:
         starts = np.repeat(left[hits], counts)
         within = np.arange(len(q_pos)) - np.repeat(np.cumsum(counts) - counts, counts)
         rows = starts + within
-        return q_pos, self.entries(algorithm)[rows].astype(np.int64)
+        return order[q_pos], self.entries(algorithm)[rows].astype(np.int64)
+
+    def _column(self, stem: str) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
+        if not self.manifest["columns"].get(stem):
+            return None
+        spans = _map(self.folder / f"{stem}.spans", np.dtype("<u8")).reshape(-1, 2)
+        path = self.folder / f"{stem}.bin"
+        if path.stat().st_size == 0:
+            return spans, b""
+        with open(path, "rb") as fh:
+            blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        _random_access(blob)
+        return spans, blob
 
     @cached_property
-    def _names(self) -> tuple[np.ndarray, np.ndarray] | None:
-        if not self.manifest["columns"].get("names"):
-            return None
-        spans = _map(self.folder / "names.spans", np.dtype("<u8"))
-        blob = _map(self.folder / "names.bin", np.dtype("u1"))
-        return spans.reshape(-1, 2), blob
+    def _names(self) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
+        return self._column("names")
 
     @cached_property
-    def _meta(self) -> tuple[np.ndarray, np.ndarray] | None:
-        if not self.manifest["columns"].get("meta"):
-            return None
-        spans = _map(self.folder / "meta.spans", np.dtype("<u8"))
-        blob = _map(self.folder / "meta.bin", np.dtype("u1"))
-        return spans.reshape(-1, 2), blob
+    def _meta(self) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
+        return self._column("meta")
 
     @cached_property
     def _sizes(self) -> np.ndarray | None:
@@ -135,19 +158,52 @@ class HashSetIndex:
 
     def entry(self, entry: int) -> EntryRecord:
         """Name, size and metadata of one entry."""
-        name = None
-        if self._names is not None:
-            spans, blob = self._names
-            start, end = (int(x) for x in spans[entry])
-            name = bytes(blob[start:end]) if end > start else None
-        meta: dict[str, Any] = {}
-        if self._meta is not None:
-            spans, blob = self._meta
-            start, end = (int(x) for x in spans[entry])
-            if end > start:
-                meta = json.loads(bytes(blob[start:end]))
-        size = None
+        names, sizes, metas = self.columns([entry])
+        return EntryRecord(entry, names[0], sizes[0], json.loads(metas[0]) if metas[0] else {})
+
+    def columns(
+        self, entries: list[int]
+    ) -> tuple[list[bytes | None], list[int | None], list[bytes | None]]:
+        """Names, sizes and raw JSON metadata of many entries, gathered in one step each."""
+        wanted = np.asarray(entries, dtype=np.int64)
+        none: list[None] = [None] * len(entries)
+        names = _slices(self._names, wanted) or none
+        metas = _slices(self._meta, wanted) or none
+        sizes: list[int | None] = list(none)
         if self._sizes is not None:
-            value = int(self._sizes[entry])
-            size = value if value >= 0 else None
-        return EntryRecord(entry, name, size, meta)
+            sizes = [s if s >= 0 else None for s in self._sizes[wanted].tolist()]
+        return list(names), sizes, list(metas)
+
+
+def _slices(
+    column: tuple[np.ndarray, bytes | mmap.mmap] | None, wanted: np.ndarray
+) -> list[bytes | None] | None:
+    if column is None:
+        return None
+    spans, blob = column
+    return [blob[a:b] if b > a else None for a, b in spans[wanted].tolist()]
+
+
+def lookup_hex(index: HashSetIndex, values: list[str]) -> tuple[list[tuple[str, str, int]], int]:
+    """Hex digests (any case; the algorithm follows from the length) found in the set.
+
+    Returns ``(hex, algorithm, entry)`` per hit in the order given, and how
+    many values were not an MD5, SHA-1 or SHA-256 in hex.
+    """
+    by_length: dict[int, list[int]] = {}
+    for i, v in enumerate(values):
+        by_length.setdefault(len(v), []).append(i)
+    hits: list[tuple[int, str, int]] = []
+    valid_count = 0
+    for algorithm, width in DIGESTS.items():
+        positions = by_length.get(2 * width)
+        if not positions:
+            continue
+        queries, valid = hex_to_array([values[i] for i in positions], algorithm)
+        valid_count += len(valid)
+        q_pos, entries = index.lookup(algorithm, queries)
+        valid_positions = np.asarray(positions)[valid[q_pos]]
+        hits.extend(zip(valid_positions.tolist(), [algorithm] * len(q_pos), entries.tolist(),
+                        strict=True))  # fmt: skip
+    hits.sort()
+    return [(values[i].lower(), a, entry) for i, a, entry in hits], len(values) - valid_count

@@ -184,8 +184,8 @@ class _Column:
             if spans is None or not np.any(spans[:, 1] > spans[:, 0]):
                 self.empty_before += n
                 return
-            self.blob = open(self.folder / f"{self.stem}.bin", "wb")
-            self.spans = open(self.folder / f"{self.stem}.spans", "wb")
+            self.blob = open(self.folder / f"{self.stem}.bin", "wb")  # noqa: SIM115 - closed in close()
+            self.spans = open(self.folder / f"{self.stem}.spans", "wb")  # noqa: SIM115
             np.zeros((self.empty_before, 2), "<u8").tofile(self.spans)
         if spans is None:
             spans = np.zeros((n, 2), np.uint64)
@@ -252,7 +252,9 @@ class IndexWriter:
             return False
         encoded = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name
         clean = {k: v for k, v in (meta or {}).items() if v is not None and v != "" and v != []}
-        meta_bytes = json.dumps(clean, sort_keys=True, ensure_ascii=False).encode() if clean else None
+        meta_bytes = (
+            json.dumps(clean, sort_keys=True, ensure_ascii=False).encode() if clean else None
+        )
         self._buffer.append((digests, encoded, -1 if size is None else int(size), meta_bytes))
         if len(self._buffer) >= FLUSH_ENTRIES:
             self._flush()
@@ -301,7 +303,7 @@ class IndexWriter:
             if sizes is None or not np.any(sizes >= 0):
                 self._sizes_before += n
                 return
-            self._sizes = open(self.folder / "sizes.i64", "wb")
+            self._sizes = open(self.folder / "sizes.i64", "wb")  # noqa: SIM115 - closed in finish()
             np.full(self._sizes_before, -1, "<i8").tofile(self._sizes)
         if sizes is None:
             sizes = np.full(n, -1, np.int64)
@@ -317,8 +319,10 @@ class IndexWriter:
             if rows:
                 raw = np.frombuffer(b"".join(r[1] for r in rows), dtype=f"S{width}")
                 self._digests[algorithm].add(raw, np.array([base + r[0] for r in rows]))
-        for column, position in ((self._names, 1), (self._meta, 3)):
-            values = [row[position] or b"" for row in buffer]
+        for column, values in (
+            (self._names, [row[1] or b"" for row in buffer]),
+            (self._meta, [row[3] or b"" for row in buffer]),
+        ):
             lengths = np.array([len(v) for v in values], dtype=np.uint64)
             ends = np.cumsum(lengths, dtype=np.uint64)
             column.append(b"".join(values), np.stack([ends - lengths, ends], axis=1), len(buffer))

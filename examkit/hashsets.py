@@ -122,7 +122,7 @@ class Library:
         if not _NAME.match(name):
             raise UsageError(
                 f"invalid hash-set name {name!r}",
-                "use letters, digits, '.', '_' and '-' (at most 64), starting with a letter or digit",
+                "use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit",
             )
         source = Path(source)
         if not source.is_file():

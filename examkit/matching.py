@@ -110,7 +110,7 @@ class Matcher:
             return out
         now = utc_now()
         for algorithm in DIGESTS:
-            values = [f[_POSITION[algorithm]] or "" for f in files]
+            values = [str(f[_POSITION[algorithm]] or "") for f in files]
             queries, valid = hex_to_array(values, algorithm)
             if len(queries) == 0:
                 continue
@@ -221,7 +221,7 @@ def hashed_files(
         ).fetchall()
         if not page:
             return
-        yield [tuple(r) for r in page]  # type: ignore[misc]
+        yield [tuple(r) for r in page]
         last = page[-1][0]
 
 
@@ -245,3 +245,14 @@ def match_case(
             total.known_good + got.known_good,
         )
     return total
+
+
+def record_reveal(case: Case, actor: str | None, command: str, file_ids: Sequence[int]) -> None:
+    """Log that names of flagged files were shown on request: who, when, which files."""
+    ids = sorted(set(file_ids))
+    case.log(
+        "names_revealed",
+        actor,
+        {"command": command, "files": len(ids), "file_ids": ids[:10_000],
+         "file_ids_truncated": len(ids) > 10_000},
+    )  # fmt: skip

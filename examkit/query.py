@@ -13,7 +13,8 @@ from .custody import verify_chain
 FILE_COLUMNS = (
     "file_id", "evidence_id", "volume_id", "filesystem_id", "path", "name", "stream", "inode",
     "meta_type", "size", "allocated", "state", "mtime", "atime", "ctime", "crtime", "mime",
-    "extension_mismatch", "md5", "sha1", "sha256", "bytes_read", "status", "error",
+    "extension_mismatch", "md5", "sha1", "sha256", "bytes_read", "status", "error", "flagged",
+    "known_good",
 )  # fmt: skip
 
 
@@ -25,11 +26,14 @@ class FileFilter:
     mime: str | None = None  # prefix, e.g. "image/"
     path_like: str | None = None  # SQL LIKE pattern
     limit: int | None = None
+    include_known: bool = False  # known-good files are left out unless asked for
 
 
 def list_files(case: Case, flt: FileFilter) -> Iterator[dict[str, Any]]:
     """File rows matching the filter, in file_id order, streamed."""
     where, params = [], []
+    if not flt.include_known:
+        where.append("known_good = 0")
     if flt.evidence_id:
         where.append("evidence_id = ?")
         params.append(flt.evidence_id)
@@ -113,3 +117,38 @@ def grouped_counts(
     if limit:
         sql += f" LIMIT {int(limit)}"
     return {str(k): int(n) for k, n in case.conn.execute(sql, (evidence_id,)).fetchall()}
+
+
+HIT_COLUMNS = (
+    "evidence_id", "file_id", "path", "name", "size", "state", "md5", "sha1", "sha256",
+    "hashset", "kind", "algorithms", "category", "category_label", "series",
+    "victim_identified", "offender_identified", "is_distributed", "media_id", "size_matches",
+    "alert",
+)  # fmt: skip
+
+
+def list_hits(
+    case: Case, evidence_id: str | None = None, all_categories: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Known-bad matches, one row per file, set and entry (flagged ones unless ``all_categories``).
+
+    Rows hold file names: renderers must pass them through the display gate.
+    """
+    where = ["m.kind = 'known_bad'"]
+    params: list[Any] = []
+    if not all_categories:
+        where.append("m.alert = 1")
+    if evidence_id:
+        where.append("f.evidence_id = ?")
+        params.append(evidence_id)
+    sql = (
+        "SELECT f.evidence_id, f.file_id, f.path, f.name, f.size, f.state, f.md5, f.sha1,"
+        " f.sha256, h.name AS hashset, m.kind, group_concat(DISTINCT m.algorithm) AS algorithms,"
+        " m.category, m.category_label, m.series, m.victim_identified, m.offender_identified,"
+        " m.is_distributed, m.media_id, m.size_matches, m.alert"
+        " FROM matches m JOIN files f ON f.file_id = m.file_id"
+        " JOIN hashsets h ON h.hashset_id = m.hashset_id"
+        f" WHERE {' AND '.join(where)} GROUP BY m.file_id, m.hashset_id, m.entry"
+        " ORDER BY f.evidence_id, f.file_id, h.name, m.entry"
+    )
+    yield from case.db.query(sql, params)

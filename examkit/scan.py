@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import platform
 import signal
-import socket
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -18,13 +13,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from . import __version__, custody
+from . import custody
 from .case import Case, dumps
 from .clock import utc_now
 from .errors import EvidenceError, ExamkitError, UsageError
 from .evidence import ALGORITHMS, open_media, verify
 from .executors import default_workers, local_executor
-from .filetype import libmagic_version
 from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
@@ -40,8 +34,9 @@ from .models import (
     WorkUnit,
 )
 from .plan import plan_evidence
-from .plugins import Registry, distribution_version, registry
+from .plugins import Registry, registry
 from .query import grouped_counts
+from .runs import finish_run, start_run
 from .worker import hash_unit, hash_whole_media
 
 PAGE = 5000
@@ -69,21 +64,6 @@ class ScanOptions:
     unit_files: int = 256
     hashsets: tuple[str, ...] | None = None  # None: every set in the library
     hashset_dir: str | None = None  # None: the default library
-
-
-def tool_versions() -> dict[str, str]:
-    import pyewf
-    import pytsk3
-
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "pytsk3": distribution_version("pytsk3"),
-        "sleuthkit": str(pytsk3.TSK_VERSION_STR),
-        "libewf": str(pyewf.get_version()),
-        "libmagic": libmagic_version(),
-        "sqlite": __import__("sqlite3").sqlite_version,
-    }
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -187,54 +167,19 @@ def _start_run(
             "SELECT max(run_id) FROM runs WHERE command = 'scan' AND status = 'interrupted'"
         ).fetchone()
         resumed = row[0] if row else None
-    tools = tool_versions()
-    record = {
-        "command": "scan",
-        "command_line": dumps(list(argv if argv is not None else sys.argv)),
-        "examiner": examiner,
-        "os_user": _os_user(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "started_utc": utc_now(),
-        "status": "running",
-        "resumed_run_id": resumed,
-        "evidence_ids": dumps([s.evidence_id for s in sets]),
-        "options": dumps(asdict(options)),
-        "examkit_version": __version__,
-        "python_version": sys.version.split()[0],
-        "tool_versions": dumps(tools),
-        "plugin_versions": dumps(reg.versions()),
-    }
     with case.transaction() as conn:
-        cols = ", ".join(record)
-        run_id = conn.execute(
-            f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(record))})",
-            list(record.values()),
-        ).lastrowid
-        assert run_id is not None
-        custody.append(
+        run_id = start_run(
             conn,
-            "run_resumed" if resumed else "run_started",
+            "resumed" if resumed else "scan",
             examiner,
-            {
-                "run_id": run_id,
-                "resumed_run_id": resumed,
-                "evidence_ids": [s.evidence_id for s in sets],
-                "examkit_version": __version__,
-                "plugin_versions": reg.versions(),
-                "tool_versions": tools,
-                "hashsets": [h.name for h in hashsets],
-            },
+            argv,
+            asdict(options),
+            [s.evidence_id for s in sets],
+            reg.versions(),
+            {"resumed_run_id": resumed, "hashsets": [h.name for h in hashsets]},
         )
         matcher = Matcher(use_sets(conn, hashsets, int(run_id), examiner))
     return int(run_id), matcher
-
-
-def _os_user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return None
 
 
 def _scan_one(
@@ -484,18 +429,7 @@ def _counts(case: Case, run_id: int) -> dict[str, Any]:
 
 
 def _finish_run(case: Case, run_id: int, status: str, actor: str | None, error: str | None) -> None:
-    counts = _counts(case, run_id)
-    with case.transaction() as conn:
-        conn.execute(
-            "UPDATE runs SET status = ?, finished_utc = ?, error = ?, counts = ? WHERE run_id = ?",
-            (status, utc_now(), error, dumps(counts), run_id),
-        )
-        action = {"complete": "run_finished", "interrupted": "run_interrupted"}.get(
-            status, "run_failed"
-        )
-        custody.append(
-            conn, action, actor, {"run_id": run_id, "status": status, "error": error, **counts}
-        )
+    finish_run(case, run_id, status, actor, error, _counts(case, run_id))
 
 
 def _summary(case: Case, evidence_id: str) -> EvidenceSummary:

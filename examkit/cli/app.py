@@ -14,10 +14,10 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from examkit import __version__
-from examkit.display import safe_text
 from examkit.errors import ExamkitError
 
-from . import case_cmds, demo_cmd, files_cmd, plugins_cmd, scan_cmd
+from . import case_cmds, demo_cmd, files_cmd, hashset_cmds, match_cmds, plugins_cmd, scan_cmd
+from .entry import error_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTEGRITY = 0, 1, 2, 3
 
@@ -25,7 +25,7 @@ app = typer.Typer(
     name="examkit",
     help=(
         "Forensic examiner's toolkit: scan seized disk images, hash every file, "
-        "and keep a chain-of-custody case database.\n\n"
+        "match reference hash sets, and keep a chain-of-custody case database.\n\n"
         "Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure (hash mismatch)."
     ),
     no_args_is_help=True,
@@ -55,15 +55,10 @@ def _root(
 scan_cmd.register(app)
 case_cmds.register(app)
 files_cmd.register(app)
+hashset_cmds.register(app)
+match_cmds.register(app)
 plugins_cmd.register(app)
 demo_cmd.register(app)
-
-
-def _error(message: str, hint: str = "") -> None:
-    """One line for the error, one for the hint; plain text, never wrapped or styled."""
-    sys.stderr.write(f"examkit: error: {safe_text(message)}\n")
-    if hint:
-        sys.stderr.write(f"hint: {safe_text(hint)}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExamkitError as exc:
         if debug:
             traceback.print_exc()
-        _error(exc.message, exc.hint)
+        error_line(exc.message, exc.hint)
         return exc.exit_code
     except click_exc.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else "")
@@ -83,15 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click_exc.ClickException as exc:
         if debug:
             traceback.print_exc()
-        _error(exc.format_message(), "run the command with --help for its options")
+        error_line(exc.format_message(), "run the command with --help for its options")
         return EXIT_USAGE if exc.exit_code == 2 else exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
-        _error("interrupted", "nothing half-written was kept; run the command again")
+        error_line("interrupted", "nothing half-written was kept; run the command again")
         return 130
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        _error(
+        error_line(
             f"internal error: {type(exc).__name__}: {exc}",
             "run again with --debug and report the traceback",
         )

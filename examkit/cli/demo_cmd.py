@@ -44,7 +44,7 @@ def demo(
             [
                 (
                     r["file_id"],
-                    gate.name(r["path"]),
+                    gate.path(r["path"], bool(r["flagged"])),
                     r["state"],
                     r["status"],
                     r["mime"],

@@ -42,12 +42,15 @@ class RichProgress:
             TextColumn("{task.fields[done_bytes]}"),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[hits]}"),
             console=err,
             transient=False,
         )
         self.task: TaskID | None = None
         self.bytes_done = 0
         self.bytes_total = 0
+        self.flagged = 0
+        self.known_good = 0
 
     def __enter__(self) -> RichProgress:
         self.bar.__enter__()
@@ -63,7 +66,7 @@ class RichProgress:
         self.bytes_done, self.bytes_total = 0, nbytes
         # the bar measures bytes when hashing (rate, ETA) and entries when listing
         total = nbytes if name == "hashing" else None
-        self.task = self.bar.add_task(label, total=total, done_bytes="")
+        self.task = self.bar.add_task(label, total=total, done_bytes="", hits=self._hits())
         self.files_total = files
         self.files_done = 0
 
@@ -71,6 +74,18 @@ class RichProgress:
         if self.task is not None:
             self.files_done += entries
             self.bar.update(self.task, advance=0, done_bytes=f"{self.files_done:,} entries")
+
+    def matched(self, flagged: int, known_good: int) -> None:
+        """Hit counts only: nothing about which files matched is ever drawn."""
+        self.flagged += flagged
+        self.known_good += known_good
+        if self.task is not None:
+            self.bar.update(self.task, hits=self._hits())
+
+    def _hits(self) -> str:
+        if not (self.flagged or self.known_good):
+            return ""
+        return f"hits: {self.flagged:,} known-bad, {self.known_good:,} known-good"
 
     def hashed(self, files: int, nbytes: int) -> None:
         if self.task is None:
@@ -99,6 +114,7 @@ def render_summary(summary: ScanSummary) -> None:
                 f"{ev.filesystems} ok, {ev.filesystem_errors} not opened",
                 ev.files,
                 human_bytes(ev.bytes_hashed),
+                f"{ev.flagged:,} flagged, {ev.known_good:,} known-good",
                 ev.verification,
             )
         )
@@ -113,6 +129,7 @@ def render_summary(summary: ScanSummary) -> None:
                 "file systems",
                 "streams",
                 "hashed",
+                "hash-set hits",
                 "verification",
             ],
             rows,
@@ -126,6 +143,10 @@ def render_summary(summary: ScanSummary) -> None:
             out.print(
                 f"{safe_text(ev.evidence_id)} verification: {ev.verification_detail}", markup=False
             )
+    if any(ev.flagged for ev in summary.evidence):
+        out.print(
+            "flagged files: examkit hits CASE (names withheld unless --show-names)", markup=False
+        )
     out.print(f"case file: {summary.case}", markup=False)
 
 
@@ -153,10 +174,21 @@ def scan_command(
     no_verify: bool = typer.Option(
         False, "--no-verify", help="Do not hash the whole media (no verification)."
     ),
+    hashsets: list[str] = typer.Option(
+        None, "--hashset", "-s", help="Hash set to match (repeatable; default: every set)."
+    ),
+    hashset_dir: Path = typer.Option(
+        None, "--hashset-dir", envvar="EXAMKIT_HASHSETS", help="Hash-set library folder."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
-    """Scan images into a case: every volume, file system, file and stream, hashed."""
-    options = ScanOptions(resume=resume, verify_media=not no_verify)
+    """Scan images into a case: every volume, file system, file and stream, hashed and matched."""
+    options = ScanOptions(
+        resume=resume,
+        verify_media=not no_verify,
+        hashsets=tuple(hashsets) if hashsets else None,
+        hashset_dir=str(hashset_dir) if hashset_dir else None,
+    )
     if workers is not None:
         options.workers = workers
     expected = parse_expect(expect)

@@ -1,0 +1,40 @@
+"""The ``examkit`` console script: a lean path for bulk lookups, else the full CLI."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from examkit.display import safe_text
+from examkit.errors import ExamkitError
+
+
+def error_line(message: str, hint: str = "") -> None:
+    """One line for the error, one for the hint; plain text, never wrapped or styled."""
+    sys.stderr.write(f"examkit: error: {safe_text(message)}\n")
+    if hint:
+        sys.stderr.write(f"hint: {safe_text(hint)}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["hashset", "lookup"] and "--debug" not in args:
+        from .lookup_output import fast_lookup
+
+        try:
+            code = fast_lookup(args)
+        except ExamkitError as exc:
+            error_line(exc.message, exc.hint)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            error_line("interrupted", "nothing was changed; run the command again")
+            return 130
+        if code is not None:
+            return code
+    from .app import main as full_main
+
+    return full_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""``examkit match`` (re-match a case) and ``examkit hits`` (flagged files, names withheld)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from examkit.case import Case
+from examkit.display import safe_text
+from examkit.matching import record_reveal
+from examkit.query import HIT_COLUMNS, list_hits
+from examkit.rematch import rematch
+from examkit.runs import os_user
+
+from .hashset_cmds import DIR_OPTION
+from .render import out, policy, print_json, table, write_csv
+from .scan_cmd import EXAMINER_ENV
+
+
+def match_command(
+    case: Path = typer.Argument(..., help="Case database."),
+    hashsets: list[str] = typer.Option(
+        None, "--hashset", "-s", help="Set to match (repeatable; default: every set)."
+    ),
+    examiner: str = typer.Option(None, "--examiner", "-e", envvar=EXAMINER_ENV),
+    folder: Path = DIR_OPTION,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Match the recorded digests of a case against hash sets (no evidence is read)."""
+    argv = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+    summary = rematch(case, hashsets or None, examiner, folder, argv)
+    if as_json:
+        print_json(summary.__dict__)
+        return
+    out.print(
+        f"match run {summary.run_id}: {summary.files_checked:,} hashed streams against "
+        f"{len(summary.hashsets)} set(s) in {summary.seconds:.2f} s; newly flagged "
+        f"{summary.flagged:,}, newly known-good {summary.known_good:,}; case totals: "
+        f"{summary.flagged_total:,} flagged, {summary.known_good_total:,} known-good",
+        markup=False,
+    )
+
+
+def _yes_no(value: int | None) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
+def hits_command(
+    case: Path = typer.Argument(..., help="Case database."),
+    evidence_id: str = typer.Option(None, "--evidence", help="Only this evidence item."),
+    show_names: bool = typer.Option(
+        False, "--show-names", help="Reveal file names (logged in the custody log)."
+    ),
+    all_categories: bool = typer.Option(
+        False, "--all-categories", help="Also matches in categories that do not alert."
+    ),
+    examiner: str = typer.Option(None, "--examiner", "-e", envvar=EXAMINER_ENV),
+    as_json: bool = typer.Option(False, "--json", help="JSON array of hits."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV of hits."),
+) -> None:
+    """List flagged files: where they are, their hashes and what the sets say (names withheld)."""
+    gate = policy(show_names)
+    with Case.open(case) as c:
+        rows = list(list_hits(c, evidence_id, all_categories))
+        if show_names and rows:
+            record_reveal(c, examiner or os_user(), "hits", [r["file_id"] for r in rows])
+    for row in rows:
+        row["path"] = gate.path(row["path"], flagged=True)
+        row["name"] = gate.name(row["name"], flagged=True)
+        for key in ("series", "category_label", "media_id"):
+            row[key] = gate.text(row[key]) if row[key] is not None else None
+    if as_json:
+        print_json(rows)
+    elif as_csv:
+        write_csv(HIT_COLUMNS, rows)
+    else:
+        out.print(
+            table(
+                f"{len(rows):,} known-bad hits" + (" (names shown, logged)" if show_names else ""),
+                ["evidence", "id", "path", "size", "md5", "set", "category", "series", "victim id"],
+                (
+                    (
+                        r["evidence_id"],
+                        r["file_id"],
+                        r["path"],
+                        r["size"],
+                        r["md5"],
+                        r["hashset"],
+                        r["category_label"] or ("" if r["category"] is None else r["category"]),
+                        r["series"],
+                        _yes_no(r["victim_identified"]),
+                    )
+                    for r in rows
+                ),
+            )
+        )
+        if rows and not show_names:
+            out.print(
+                f"file names withheld; {safe_text(str(case))}: use --show-names to reveal them"
+                " (the request is logged)",
+                markup=False,
+            )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("match")(match_command)
+    app.command("hits")(hits_command)

@@ -1,0 +1,119 @@
+"""Runs: every command that changes a case is a run, opened and closed on the record."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import __version__, custody
+from .case import Case, dumps
+from .clock import utc_now
+from .filetype import libmagic_version
+from .plugins import distribution_version
+
+
+def tool_versions() -> dict[str, str]:
+    import pyewf
+    import pytsk3
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "pytsk3": distribution_version("pytsk3"),
+        "sleuthkit": str(pytsk3.TSK_VERSION_STR),
+        "libewf": str(pyewf.get_version()),
+        "libmagic": libmagic_version(),
+        "sqlite": __import__("sqlite3").sqlite_version,
+    }
+
+
+def os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def start_run(
+    conn: Any,
+    command: str,
+    examiner: str | None,
+    argv: Sequence[str] | None,
+    options: Mapping[str, Any],
+    evidence_ids: Sequence[str],
+    plugin_versions: Mapping[str, str],
+    details: Mapping[str, Any] | None = None,
+) -> int:
+    """Insert a ``running`` run and its custody entry (inside the caller's transaction).
+
+    ``command`` is the run's command (``scan``, ``match`` ...); ``resumed``
+    records a resumed scan (``details["resumed_run_id"]`` names the run).
+    """
+    details = dict(details or {})
+    resumed = details.get("resumed_run_id")
+    tools = tool_versions()
+    record = {
+        "command": "scan" if command == "resumed" else command,
+        "command_line": dumps(list(argv if argv is not None else sys.argv)),
+        "examiner": examiner,
+        "os_user": os_user(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_utc": utc_now(),
+        "status": "running",
+        "resumed_run_id": resumed,
+        "evidence_ids": dumps(list(evidence_ids)),
+        "options": dumps(dict(options)),
+        "examkit_version": __version__,
+        "python_version": sys.version.split()[0],
+        "tool_versions": dumps(tools),
+        "plugin_versions": dumps(dict(plugin_versions)),
+    }
+    cols = ", ".join(record)
+    run_id = conn.execute(
+        f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(record))})",
+        list(record.values()),
+    ).lastrowid
+    assert run_id is not None
+    custody.append(
+        conn,
+        "run_resumed" if resumed else "run_started",
+        examiner,
+        {
+            "run_id": run_id,
+            "command": record["command"],
+            "evidence_ids": list(evidence_ids),
+            "examkit_version": __version__,
+            "plugin_versions": dict(plugin_versions),
+            "tool_versions": tools,
+            **details,
+        },
+    )
+    return int(run_id)
+
+
+def finish_run(
+    case: Case,
+    run_id: int,
+    status: str,
+    actor: str | None,
+    error: str | None,
+    counts: Mapping[str, Any],
+) -> None:
+    """Close a run with its status and counts, and say so in the custody log."""
+    with case.transaction() as conn:
+        conn.execute(
+            "UPDATE runs SET status = ?, finished_utc = ?, error = ?, counts = ? WHERE run_id = ?",
+            (status, utc_now(), error, dumps(dict(counts)), run_id),
+        )
+        action = {"complete": "run_finished", "interrupted": "run_interrupted"}.get(
+            status, "run_failed"
+        )
+        custody.append(
+            conn, action, actor, {"run_id": run_id, "status": status, "error": error, **counts}
+        )
