@@ -27,6 +27,12 @@ FIRST_PARTY = (
     "examkit_plugins.volumes.tsk",
     "examkit_plugins.filesystems.tsk",
     "examkit_plugins.hashers.crypto",
+    "examkit_plugins.hashsets.encase",
+    "examkit_plugins.hashsets.nsrl",
+    "examkit_plugins.hashsets.nsrl_rds2",
+    "examkit_plugins.hashsets.vics",
+    "examkit_plugins.hashsets.icse",
+    "examkit_plugins.hashsets.hashkeeper",
     "examkit_plugins.hashsets.text",
 )
 
