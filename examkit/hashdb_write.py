@@ -282,7 +282,7 @@ class IndexWriter:
 
     def malformed(self, line: int | None, reason: str, text: str | bytes | None = None) -> None:
         self.stats.malformed += 1
-        where = f"line {line}" if line is not None else "an entry"
+        where = f"line {line}" if line is not None else "an entry"  # line or record number
         if self.strict:
             raise MalformedInput(
                 f"malformed hash-set entry at {where}: {reason}",

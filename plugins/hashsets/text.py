@@ -32,7 +32,7 @@ def _lut16() -> np.ndarray:
 
 _LUT = _lut16()
 _SUM_LINE = re.compile(rb"^(\\?)([0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}) [ *](.+)$")
-_BSD_LINE = re.compile(rb"^(MD5|SHA1|SHA256|SHA2-256) ?\((.*)\) ?= ?([0-9a-fA-F]+)$")
+_BSD_LINE = re.compile(rb"^(\\?)(MD5|SHA1|SHA256|SHA2-256) ?\((.*)\) ?= ?([0-9a-fA-F]+)$")
 _PLAIN_LINE = re.compile(rb"^([0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")
 _BSD_ALGO = {b"MD5": "md5", b"SHA1": "sha1", b"SHA256": "sha256", b"SHA2-256": "sha256"}
 
@@ -46,6 +46,13 @@ def _first_lines(head: bytes, n: int = 5) -> list[bytes]:
         if len(lines) >= n:
             break
     return lines
+
+
+def _mostly(lines: list[bytes], pattern: re.Pattern[bytes]) -> bool:
+    """The first line and at least half of the first lines match (a bad line may follow)."""
+    if not lines or not pattern.match(lines[0].strip(b" ")):
+        return False
+    return 2 * sum(1 for line in lines if pattern.match(line.strip(b" "))) >= len(lines)
 
 
 def _unescape(name: bytes) -> bytes:
@@ -165,8 +172,7 @@ class Md5sumFormat(_LineFormat):
     priority = 20
 
     def detect(self, head: bytes, path: Path) -> bool:
-        lines = _first_lines(head)
-        return bool(lines) and all(_SUM_LINE.match(line.strip(b" ")) for line in lines)
+        return _mostly(_first_lines(head, 20), _SUM_LINE)
 
 
 class PlainFormat(_LineFormat):
@@ -176,8 +182,7 @@ class PlainFormat(_LineFormat):
     with_names = False
 
     def detect(self, head: bytes, path: Path) -> bool:
-        lines = _first_lines(head)
-        return bool(lines) and all(_PLAIN_LINE.match(line.strip()) for line in lines)
+        return _mostly([line.strip() for line in _first_lines(head, 20)], _PLAIN_LINE)
 
 
 class BsdFormat(HashSetFormat):
@@ -186,8 +191,7 @@ class BsdFormat(HashSetFormat):
     priority = 30
 
     def detect(self, head: bytes, path: Path) -> bool:
-        lines = _first_lines(head)
-        return bool(lines) and all(_BSD_LINE.match(line) for line in lines)
+        return _mostly(_first_lines(head, 20), _BSD_LINE)
 
     def read(self, path: Path, sink: EntrySink) -> None:
         with open(path, "rb") as fh:
@@ -200,11 +204,13 @@ class BsdFormat(HashSetFormat):
                 if not m:
                     sink.malformed(line_no, "not a BSD-style hash line", line)
                     continue
-                algorithm = _BSD_ALGO[m.group(1)]
-                if len(m.group(3)) != 2 * DIGESTS[algorithm]:
+                escaped, tag, name, digest = m.groups()
+                algorithm = _BSD_ALGO[tag]
+                if len(digest) != 2 * DIGESTS[algorithm]:
                     sink.malformed(line_no, f"{algorithm} digest of wrong length", line)
                     continue
-                sink.add(**{algorithm: m.group(3).decode()}, name=m.group(2), line=line_no)
+                name = _unescape(name) if escaped else name
+                sink.add(**{algorithm: digest.decode()}, name=name, line=line_no)
 
 
 class HashdeepFormat(HashSetFormat):

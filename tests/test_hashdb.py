@@ -1,0 +1,287 @@
+"""The compiled index and the library: sorting, spilling, lookups, atomic and idempotent import.
+
+Oracles: Python's own sorted()/dict over the same synthetic digests, and the
+coreutils / hashdeep tools that write the text formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from examkit import hashdb_write
+from examkit.errors import UsageError
+from examkit.hashdb import lookup_hex
+from examkit.hashdb_write import sort_digests
+from examkit.hashformat import EntrySink, HashSetError, HashSetFormat, MalformedInput
+from examkit.hashsets import Library
+from examkit.plugins import registry
+from tests.conftest import HASHSET_FIXTURES
+
+
+def synthetic(n: int, algorithm: str = "md5", salt: str = "examkit") -> list[str]:
+    return [hashlib.new(algorithm, f"{salt}-{i}".encode()).hexdigest() for i in range(n)]
+
+
+def formats() -> list[HashSetFormat]:
+    return registry().hashset_formats
+
+
+# -- sorting ---------------------------------------------------------------
+def test_sort_digests_matches_python_sorted_with_ties_duplicates_and_trailing_nuls() -> None:
+    rng = np.random.default_rng(7)
+    raw = [bytes(rng.integers(0, 256, 16, dtype=np.uint8)) for _ in range(3000)]
+    prefix = raw[0][:8]
+    raw += [prefix + bytes(rng.integers(0, 256, 8, dtype=np.uint8)) for _ in range(50)]  # ties
+    raw += raw[100:140]  # exact duplicates, later entries
+    raw += [bytes(15) + b"\x00", bytes(15) + b"\x01", b"\xff" * 15 + b"\x00"]  # NUL endings
+    digests = np.frombuffer(b"".join(raw), dtype="S16")
+    entries = np.arange(len(raw), dtype=np.uint32)
+    ordered, ordered_entries, unique = sort_digests(digests, entries)
+    expected = sorted(range(len(raw)), key=lambda i: (raw[i], i))
+    assert ordered_entries.tolist() == expected
+    assert [bytes(ordered.view(np.uint8)[i * 16 : i * 16 + 16]) for i in range(len(raw))] == [
+        raw[i] for i in expected
+    ]
+    assert unique == len(set(raw))
+
+
+class ListFormat(HashSetFormat):
+    """A loader for tests: one JSON list of entries (keyword arguments of ``sink.add``)."""
+
+    name = "test-list"
+
+    def detect(self, head: bytes, path: Path) -> bool:
+        return head.startswith(b"[")
+
+    def read(self, path: Path, sink: EntrySink) -> None:
+        for i, entry in enumerate(json.loads(path.read_text()), 1):
+            sink.add(**entry, line=i)
+
+
+class FailingFormat(ListFormat):
+    name = "test-failing"
+
+    def read(self, path: Path, sink: EntrySink) -> None:
+        super().read(path, sink)
+        raise HashSetError("the file ends in the middle of an entry", "get a complete copy")
+
+
+def test_spilled_index_equals_in_memory_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    md5s = synthetic(6000)
+    sha1s = synthetic(6000, "sha1")
+    entries = [
+        {"md5": m, "sha1": s if i % 3 else None, "name": f"file-{i}", "size": i}
+        for i, (m, s) in enumerate(zip(md5s, sha1s, strict=True))
+    ]
+    entries += [{"md5": md5s[5], "name": "second name for 5"}]  # a digest listed twice
+    source = tmp_path / "set.json"
+    source.write_text(json.dumps(entries))
+    indexes = []
+    for spill in (hashdb_write.SPILL_BYTES, 4096):
+        monkeypatch.setattr(hashdb_write, "SPILL_BYTES", spill)
+        monkeypatch.setattr(hashdb_write, "FLUSH_ENTRIES", 1000)
+        library = Library(tmp_path / f"lib-{spill}")
+        result = library.import_set(source, "s", "known-good", ListFormat())
+        assert result.info.entries == 6001
+        assert result.info.algorithms["md5"] == {"count": 6001, "unique": 6000}
+        assert result.info.algorithms["sha1"]["count"] == 4000
+        assert not list(Path(result.info.path).glob("*.b[0-9a-f][0-9a-f]"))  # buckets removed
+        indexes.append(library.open("s"))
+    for index in indexes:
+        for name in ("md5", "sha1"):
+            table = index.digests(name)
+            assert bool(np.all(table[1:] >= table[:-1]))
+        hits, invalid = lookup_hex(index, [md5s[5], md5s[77].upper(), sha1s[1], "0" * 32, "xyz"])
+        assert invalid == 1
+        assert [(h[0], h[2]) for h in hits] == [
+            (md5s[5], 5), (md5s[5], 6000), (md5s[77], 77), (sha1s[1], 1)
+        ]  # fmt: skip
+        assert index.entry(6000).name == b"second name for 5"
+        assert index.entry(77).size == 77
+    assert [p.name for p in sorted(Path(indexes[0].folder).iterdir())] == [
+        p.name for p in sorted(Path(indexes[1].folder).iterdir())
+    ]
+    for part in ("md5.digests", "md5.entries", "sha1.digests", "names.bin"):
+        assert (indexes[0].folder / part).read_bytes() == (indexes[1].folder / part).read_bytes()
+
+
+# -- library ---------------------------------------------------------------
+def test_failed_import_leaves_the_library_as_it_was(tmp_path: Path) -> None:
+    source = tmp_path / "set.json"
+    source.write_text(json.dumps([{"md5": h} for h in synthetic(10)]))
+    library = Library(tmp_path / "lib")
+    library.import_set(source, "good", "known-bad", ListFormat())
+    before = sorted(p.name for p in library.path.iterdir())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"md5": h} for h in synthetic(10, salt="x")]))
+    with pytest.raises(HashSetError):
+        library.import_set(other, "bad", "known-bad", FailingFormat())
+    assert sorted(p.name for p in library.path.iterdir()) == before
+    assert [s.name for s in library.sets()] == ["good"]
+
+
+def test_import_is_idempotent_by_content(tmp_path: Path) -> None:
+    source = tmp_path / "set.json"
+    source.write_text(json.dumps([{"md5": h} for h in synthetic(10)]))
+    copy = tmp_path / "copy-with-another-name.json"
+    shutil.copy(source, copy)
+    library = Library(tmp_path / "lib")
+    first = library.import_set(source, "one", "known-bad", ListFormat())
+    again = library.import_set(copy, "two", "known-bad", ListFormat())
+    same_name = library.import_set(source, "one", "known-bad", ListFormat())
+    assert first.created and not again.created and not same_name.created
+    assert again.info.name == same_name.info.name == "one"
+    assert [s.name for s in library.sets()] == ["one"]
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps([{"md5": h} for h in synthetic(11)]))
+    with pytest.raises(UsageError, match="already named"):
+        library.import_set(changed, "one", "known-bad", ListFormat())
+    library.remove("one")
+    assert library.sets() == []
+    with pytest.raises(UsageError):
+        library.get("one")
+
+
+def test_malformed_entries_are_counted_and_strict_stops(tmp_path: Path) -> None:
+    good = synthetic(3)
+    source = tmp_path / "set.md5"
+    source.write_text(
+        f"{good[0]}  a\nnot a hash line\n{good[1]}  b\n{good[2][:-1]}  short\n{good[2]}  c\n"
+    )
+    library = Library(tmp_path / "lib")
+    result = library.import_set(source, "s", "known-good", formats=formats())
+    assert result.info.format == "md5sum"
+    assert result.info.entries == 3 and result.info.malformed == 2
+    assert [(m["line"], m["reason"]) for m in result.malformed_examples] == [
+        (2, "not a hash line"), (4, "not a hash line"),
+    ]  # fmt: skip
+    other = tmp_path / "other.md5"
+    other.write_text(source.read_text() + "\n")
+    with pytest.raises(MalformedInput, match="line 2"):
+        Library(tmp_path / "lib2").import_set(other, "s", "known-good", formats=formats(),
+                                              strict=True)  # fmt: skip
+    assert not [p for p in (tmp_path / "lib2").iterdir() if p.name != ".lock"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"PK\x03\x04 not a hash set at all", "no hash-set format"),
+        (b'{"odata.metadata": "x/1.2.xml#Media", "value": [{"MD5": "', "truncated"),
+    ],
+)
+def test_unreadable_files_give_one_clear_error_and_change_nothing(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    source = tmp_path / "input"
+    source.write_bytes(content)
+    library = Library(tmp_path / "lib")
+    with pytest.raises(HashSetError, match=message):
+        library.import_set(source, "s", "known-bad", formats=formats())
+    assert library.sets() == []
+    assert not [p for p in library.path.iterdir() if p.name != ".lock"]
+
+
+def test_corrupt_nsrl_database_is_refused(tmp_path: Path) -> None:
+    library = Library(tmp_path / "lib")
+    with pytest.raises(HashSetError):
+        library.import_set(HASHSET_FIXTURES / "nsrl-v3-corrupt.db", "n", "known-good",
+                           formats=formats())  # fmt: skip
+    assert library.sets() == []
+
+
+# -- text formats against the tools that write them ---------------------------
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tree")
+    names = ["plain.txt", "with space.txt", "back\\slash.txt", "new\nline.txt", "caf\xe9.txt"]
+    for i, name in enumerate(names):
+        (root / name).write_bytes(f"content {i}\n".encode() * (i + 1))
+    return root
+
+
+def _oracle(root: Path) -> dict[str, str]:
+    return {hashlib.md5(p.read_bytes()).hexdigest(): p.name for p in root.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("tool", "expected_format"),
+    [
+        (["md5sum"], "md5sum"),
+        (["md5sum", "--tag"], "bsd"),
+        (["sha256sum"], "md5sum"),
+        (["hashdeep", "-c", "md5,sha256"], "hashdeep"),
+    ],
+)
+def test_text_lists_written_by_real_tools(
+    tree: Path, tmp_path: Path, tool: list[str], expected_format: str
+) -> None:
+    if shutil.which(tool[0]) is None:
+        pytest.skip(f"{tool[0]} not installed")
+    names = sorted(p.name for p in tree.iterdir())
+    if tool[0] == "hashdeep":  # hashdeep writes a newline in a name as it is: unreadable
+        names = [n for n in names if "\n" not in n]
+    listing = subprocess.run([*tool, *names], cwd=tree, capture_output=True, check=True).stdout
+    source = tmp_path / "list.txt"
+    source.write_bytes(listing)
+    library = Library(tmp_path / "lib")
+    result = library.import_set(source, "s", "known-good", formats=formats())
+    assert result.info.format == expected_format
+    assert result.info.malformed == 0
+    assert result.info.entries == len(names)
+    index = library.open("s")
+    algorithm = "sha256" if tool[0] == "sha256sum" else "md5"
+    truth = {hashlib.new(algorithm, (tree / n).read_bytes()).hexdigest(): n for n in names}
+    hits, _ = lookup_hex(index, list(truth))
+    assert {h[0] for h in hits} == set(truth)
+    for value, _algorithm, entry in hits:
+        name = index.entry(entry).name
+        assert name is not None
+        assert os.fsdecode(name).rsplit("/", 1)[-1] == truth[value]
+
+
+def test_plain_list_and_crlf(tmp_path: Path) -> None:
+    values = synthetic(5) + synthetic(2, "sha1")
+    source = tmp_path / "plain.txt"
+    source.write_bytes(b"\r\n".join(v.upper().encode() for v in values) + b"\r\n")
+    library = Library(tmp_path / "lib")
+    result = library.import_set(source, "p", "known-good", formats=formats())
+    assert result.info.format == "plain"
+    assert result.info.algorithms["md5"]["count"] == 5
+    assert result.info.algorithms["sha1"]["count"] == 2
+    hits, _ = lookup_hex(library.open("p"), values)
+    assert len(hits) == 7
+
+
+def test_lookup_agrees_with_hfind(tmp_path: Path) -> None:
+    if shutil.which("hfind") is None:
+        pytest.skip("The Sleuth Kit's hfind is not installed")
+    present = synthetic(300)
+    source = tmp_path / "set.md5"
+    source.write_text("".join(f"{h}  /x/file{i}\n" for i, h in enumerate(present)))
+    subprocess.run(["hfind", "-i", "md5sum", str(source)], check=True, capture_output=True)
+    queries = present[::7] + synthetic(40, salt="absent")
+    query_file = tmp_path / "q.txt"
+    query_file.write_text("\n".join(queries) + "\n")
+    out = subprocess.run(
+        ["hfind", "-f", str(query_file), str(source)], capture_output=True, text=True, check=True
+    ).stdout
+    hfind_found = {
+        line.split("\t")[0].lower()
+        for line in out.splitlines()
+        if line and "Hash Not Found" not in line
+    }
+    library = Library(tmp_path / "lib")
+    library.import_set(source, "s", "known-good", formats=formats())
+    hits, _ = lookup_hex(library.open("s"), queries)
+    assert {h[0] for h in hits} == hfind_found == set(present[::7])
