@@ -9,7 +9,9 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import UsageError
+from .hashsets import ImportResult, Library
 from .models import ScanSummary
+from .plugins import registry
 from .scan import ScanOptions, scan
 
 DEMO_IMAGE = "demo-disk.raw.gz"
@@ -34,8 +36,27 @@ def write_demo_image(folder: Path) -> Path:
     return target
 
 
+def import_samples(library: Library) -> list[ImportResult]:
+    """Import the shipped sample hash sets (``examkit_samples``) into ``library``."""
+    samples = resources.files("examkit_samples")
+    results = []
+    for item in json.loads(samples.joinpath("samples.json").read_text("utf-8")):
+        with resources.as_file(samples.joinpath(item["file"])) as path:
+            results.append(
+                library.import_set(
+                    path,
+                    item["name"],
+                    item["kind"],
+                    formats=registry().hashset_formats,
+                    description=item.get("description"),
+                )
+            )
+    return results
+
+
 def run_demo(folder: Path, workers: int | None = None, examiner: str = "demo") -> ScanSummary:
-    """Unpack the demo image into ``folder`` and scan it into ``folder/demo-case.sqlite``."""
+    """Unpack the demo image into ``folder``, import the sample hash sets into
+    ``folder/hashsets`` and scan the image into ``folder/demo-case.sqlite``."""
     folder.mkdir(parents=True, exist_ok=True)
     case_path = folder / "demo-case.sqlite"
     if case_path.exists():
@@ -45,7 +66,9 @@ def run_demo(folder: Path, workers: int | None = None, examiner: str = "demo") -
     image = folder / "evidence" / "demo-disk.raw"
     if not image.exists():
         image = write_demo_image(folder)
-    options = ScanOptions()
+    library = Library(folder / "hashsets")  # the demo never touches the examiner's library
+    import_samples(library)
+    options = ScanOptions(hashset_dir=str(library.path))
     if workers is not None:
         options.workers = workers
     facts = demo_facts()

@@ -41,7 +41,7 @@ def _map(path: Path, dtype: Any, shape: tuple[int, ...] | None = None) -> np.nda
     if not path.exists() or path.stat().st_size == 0:
         return np.zeros((0,) + (shape[1:] if shape else ()), dtype=dtype)
     array = np.memmap(path, dtype=dtype, mode="r", shape=shape)
-    _random_access(array._mmap)
+    _random_access(getattr(array, "_mmap", None))
     return array
 
 

@@ -9,7 +9,7 @@ import typer
 
 from examkit.case import Case
 from examkit.demo import run_demo
-from examkit.query import FileFilter, list_files
+from examkit.query import FileFilter, list_files, list_hits
 from examkit.scan import summary_json
 
 from .render import out, policy, table
@@ -32,6 +32,7 @@ def demo(
     render_summary(summary)
     gate = policy()
     with Case.open(Path(summary.case)) as case:
+        hits = list(list_hits(case))
         interesting = [
             r for r in list_files(case, FileFilter())
             if not r["path"].startswith("/$")  # leave out NTFS/FAT system metadata
@@ -56,7 +57,29 @@ def demo(
         )
     )
     out.print(
-        f"Next: examkit info {summary.case}\n      examkit files {summary.case} --limit 20",
+        table(
+            "Known-bad hits (sample stand-in set; file names withheld)",
+            ["id", "path", "state", "set", "category", "series", "victim id", "md5"],
+            [
+                (
+                    h["file_id"],
+                    gate.path(h["path"], flagged=True),
+                    h["state"],
+                    h["hashset"],
+                    h["category_label"],
+                    gate.text(h["series"]) if h["series"] else "",
+                    {1: "yes", 0: "no"}.get(h["victim_identified"], ""),
+                    (h["md5"] or "")[:12],
+                )
+                for h in hits
+            ],
+        )
+    )
+    out.print(
+        f"Next: examkit hits {summary.case}\n"
+        f"      examkit info {summary.case}\n"
+        f"      examkit files {summary.case} --limit 20\n"
+        f"      examkit hashset list --hashset-dir {Path(summary.case).parent / 'hashsets'}",
         markup=False,
     )
     raise typer.Exit(exit_code(summary))

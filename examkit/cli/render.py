@@ -14,7 +14,8 @@ from rich.text import Text
 
 from examkit.display import DisplayPolicy, safe_text
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped or redirected output is not cut to 80 columns: tables keep one line per row.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

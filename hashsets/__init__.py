@@ -1,0 +1,1 @@
+"""Harmless sample hash sets for the demo and tests (installed as ``examkit_samples``)."""
