@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 APT_RUNTIME = libmagic1
 APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime
 
-.PHONY: demo test lint typecheck unit fixtures apt-runtime apt-test clean
+.PHONY: demo test lint typecheck unit fixtures samples bench bench-hashsets bench-hashsets-large apt-runtime apt-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,8 @@ demo: apt-runtime $(STAMP)
 	$(BIN)/examkit demo
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check examkit plugins tests
-	$(BIN)/ruff check examkit plugins tests
+	$(BIN)/ruff format --check examkit plugins tests benchmarks
+	$(BIN)/ruff check examkit plugins tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy examkit
@@ -39,6 +39,20 @@ test: lint typecheck unit
 
 fixtures:
 	tests/fixtures/build_images.sh
+	$(BIN)/python tests/fixtures/hashsets/make_known_bad_sets.py
+	$(BIN)/python tests/fixtures/hashsets/make_nsrl_sets.py
+
+samples: $(STAMP)
+	$(BIN)/python hashsets/make_samples.py
+
+# Benchmarks print figures and ratios against the peer tools (docs/benchmarks.md).
+bench: bench-hashsets
+
+bench-hashsets: apt-test $(STAMP)
+	$(BIN)/python benchmarks/hashsets.py
+
+bench-hashsets-large: apt-test $(STAMP)
+	$(BIN)/python benchmarks/hashsets.py --large 50000000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

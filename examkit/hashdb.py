@@ -5,6 +5,7 @@ One folder per set::
     manifest.json          what the set is (see ``examkit.hashsets``)
     md5.digests            N x 16 bytes, sorted (likewise sha1 x 20, sha256 x 32)
     md5.entries            N x uint32: the entry each digest belongs to
+    md5.prefix             N x uint64: first 8 bytes of each digest, for fast binary search
     names.bin/names.spans  optional: entry i's name is bin[spans[i,0]:spans[i,1]]
     sizes.i64              optional: entry sizes, -1 unknown
     meta.bin/meta.spans    optional: entry metadata as JSON
@@ -20,6 +21,7 @@ import json
 import mmap
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,13 @@ def _random_access(mapped: mmap.mmap | None) -> None:
     """Lookups touch a few scattered pages: no read-ahead around each."""
     if mapped is not None and hasattr(mmap, "MADV_RANDOM"):
         mapped.madvise(mmap.MADV_RANDOM)
+
+
+def prefixes(digests: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each digest as a native unsigned integer (sorts like the bytes)."""
+    width = digests.dtype.itemsize
+    rows = digests.view(np.uint8).reshape(-1, width)
+    return np.ascontiguousarray(rows[:, :8]).view(">u8").ravel().astype(np.uint64)
 
 
 def hex_to_array(values: list[str], algorithm: str) -> tuple[np.ndarray, np.ndarray]:
@@ -116,19 +125,44 @@ class HashSetIndex:
         queries = np.asarray(queries, dtype=digest_dtype(algorithm))
         order = np.argsort(queries)  # sorted queries walk the mapped table in order
         queries = queries[order]
-        left = np.searchsorted(table, queries, side="left")
-        found = left < len(table)
-        found[found] = table[left[found]] == queries[found]
-        hits = np.flatnonzero(found)
+        left, right, hits = self._search(algorithm, table, queries)
         if len(hits) == 0:
             return empty
-        right = np.searchsorted(table, queries[hits], side="right")
-        counts = np.minimum(right - left[hits], MAX_ENTRIES_PER_DIGEST)
+        counts = np.minimum(right[hits] - left[hits], MAX_ENTRIES_PER_DIGEST)
         q_pos = np.repeat(hits, counts)
         starts = np.repeat(left[hits], counts)
         within = np.arange(len(q_pos)) - np.repeat(np.cumsum(counts) - counts, counts)
         rows = starts + within
         return order[q_pos], self.entries(algorithm)[rows].astype(np.int64)
+
+    def _search(
+        self, algorithm: str, table: np.ndarray, queries: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(left, right, hits)``: the range of each query in the table, and which are found.
+
+        Binary search runs over the ``.prefix`` side table (the first 8 bytes of
+        each digest as integers, fast to compare); the rare queries whose prefix
+        is shared by other digests are searched again over the full digests.
+        """
+        prefix = _map(self.folder / f"{algorithm}.prefix", np.dtype("<u8"))
+        if len(prefix) != len(table):  # an index written without the side table
+            left = np.searchsorted(table, queries, side="left")
+            found = left < len(table)
+            found[found] = table[left[found]] == queries[found]
+            hits = np.flatnonzero(found)
+            right = np.zeros_like(left)
+            right[hits] = np.searchsorted(table, queries[hits], side="right")
+            return left, right, hits
+        q_prefix = prefixes(queries)
+        left = np.searchsorted(prefix, q_prefix, side="left")
+        right = np.searchsorted(prefix, q_prefix, side="right")
+        shared = np.flatnonzero(right - left > 1)
+        if len(shared):  # several digests share the prefix: search those exactly
+            left[shared] = np.searchsorted(table, queries[shared], side="left")
+            right[shared] = np.searchsorted(table, queries[shared], side="right")
+        candidates = np.flatnonzero(right > left)
+        same = table[left[candidates]] == queries[candidates]
+        return left, right, candidates[same]
 
     def _column(self, stem: str) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
         if not self.manifest["columns"].get(stem):
@@ -190,20 +224,31 @@ def lookup_hex(index: HashSetIndex, values: list[str]) -> tuple[list[tuple[str, 
     Returns ``(hex, algorithm, entry)`` per hit in the order given, and how
     many values were not an MD5, SHA-1 or SHA-256 in hex.
     """
-    by_length: dict[int, list[int]] = {}
-    for i, v in enumerate(values):
-        by_length.setdefault(len(v), []).append(i)
-    hits: list[tuple[int, str, int]] = []
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    found_at: list[np.ndarray] = []
+    found_algorithm: list[np.ndarray] = []
+    found_entry: list[np.ndarray] = []
     valid_count = 0
-    for algorithm, width in DIGESTS.items():
-        positions = by_length.get(2 * width)
-        if not positions:
+    names = list(DIGESTS)
+    for number, (algorithm, width) in enumerate(DIGESTS.items()):
+        positions = np.flatnonzero(lengths == 2 * width)
+        if not len(positions):
             continue
-        queries, valid = hex_to_array([values[i] for i in positions], algorithm)
+        picked = itemgetter(*positions.tolist())(values) if len(positions) > 1 else None
+        texts = list(picked) if picked is not None else [values[int(positions[0])]]
+        queries, valid = hex_to_array(texts, algorithm)
         valid_count += len(valid)
         q_pos, entries = index.lookup(algorithm, queries)
-        valid_positions = np.asarray(positions)[valid[q_pos]]
-        hits.extend(zip(valid_positions.tolist(), [algorithm] * len(q_pos), entries.tolist(),
-                        strict=True))  # fmt: skip
-    hits.sort()
-    return [(values[i].lower(), a, entry) for i, a, entry in hits], len(values) - valid_count
+        found_at.append(positions[valid[q_pos]])
+        found_algorithm.append(np.full(len(q_pos), number))
+        found_entry.append(entries)
+    if not found_at:
+        return [], len(values) - valid_count
+    at, algo, entry = (np.concatenate(a) for a in (found_at, found_algorithm, found_entry))
+    order = np.lexsort((entry, at))
+    return [
+        (values[i].lower(), names[a], e)
+        for i, a, e in zip(
+            at[order].tolist(), algo[order].tolist(), entry[order].tolist(), strict=True
+        )
+    ], len(values) - valid_count

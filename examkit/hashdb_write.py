@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .hashdb import digest_dtype
+from .hashdb import digest_dtype, prefixes
 from .hashformat import DIGESTS, MalformedInput
 
 FLUSH_ENTRIES = 65536  # entries buffered by ``add`` before they become arrays
@@ -134,6 +134,7 @@ class _Digests:
         with (
             open(self.folder / f"{self.algorithm}.digests", "wb") as fd,
             open(self.folder / f"{self.algorithm}.entries", "wb") as fe,
+            open(self.folder / f"{self.algorithm}.prefix", "wb") as fp,
         ):
             for b in range(256):
                 pieces = self.buckets[b]
@@ -150,14 +151,17 @@ class _Digests:
                 else:
                     d = np.concatenate([p[0] for p in pieces])
                     e = np.concatenate([p[1] for p in pieces])
-                unique += _write_sorted(np.ascontiguousarray(d), np.ascontiguousarray(e), fd, fe)
+                unique += _write_sorted(
+                    np.ascontiguousarray(d), np.ascontiguousarray(e), fd, fe, fp
+                )
         return unique
 
 
-def _write_sorted(d: np.ndarray, e: np.ndarray, fd: BinaryIO, fe: BinaryIO) -> int:
+def _write_sorted(d: np.ndarray, e: np.ndarray, fd: BinaryIO, fe: BinaryIO, fp: BinaryIO) -> int:
     d, e, unique = sort_digests(d, e)
     d.tofile(fd)
     e.astype("<u4", copy=False).tofile(fe)
+    prefixes(d).astype("<u8", copy=False).tofile(fp)
     return unique
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import mmap
 import re
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from examkit.hashformat import BY_HEX_LENGTH, DIGESTS, EntrySink, HashSetFormat,
 from examkit.hookspecs import Register, hookimpl
 
 CHUNK = 16 << 20
+PARSE_THREADS = 2
 _HEX = b"0123456789abcdefABCDEF"
 
 
@@ -70,6 +75,29 @@ def _unescape(name: bytes) -> bytes:
     return bytes(out)
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """One chunk, decoded: the well-formed lines' digests and name spans, the other lines."""
+
+    chunk: bytes
+    width: int
+    digests: np.ndarray | None
+    spans: np.ndarray | None
+    bad: list[tuple[int, int, int]]  # (line index, start, end) for the per-line parser
+    lines: int
+
+
+def _chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of ~CHUNK-byte pieces that end at a line end."""
+    while pos < size:
+        end = min(size, pos + CHUNK)
+        if end < size:
+            cut = mm.rfind(b"\n", pos, end)
+            end = cut + 1 if cut >= pos else end
+        yield pos, end
+        pos = end
+
+
 class _LineFormat(HashSetFormat):
     """Shared chunked reader: the vectorised fast path plus a per-line fallback."""
 
@@ -80,16 +108,20 @@ class _LineFormat(HashSetFormat):
             size = fh.seek(0, 2)
             if size == 0:
                 return
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            with (
+                mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+                ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool,
+            ):
                 width = self._width(bytes(mm[:65536]))
-                pos, line_no = (3 if mm[:3] == b"\xef\xbb\xbf" else 0), 1
-                while pos < size:
-                    end = min(size, pos + CHUNK)
-                    if end < size:
-                        cut = mm.rfind(b"\n", pos, end)
-                        end = cut + 1 if cut >= pos else end
-                    line_no = self._chunk(mm[pos:end], width, line_no, sink)
-                    pos = end
+                # chunks are parsed in threads (numpy releases the GIL) and written in order
+                window: deque[Future[_Parsed]] = deque()
+                line_no = 1
+                for pos, end in _chunks(mm, 3 if mm[:3] == b"\xef\xbb\xbf" else 0, size):
+                    window.append(pool.submit(self._parse, mm[pos:end], width))
+                    if len(window) > PARSE_THREADS:
+                        line_no = self._emit(window.popleft().result(), line_no, sink)
+                while window:
+                    line_no = self._emit(window.popleft().result(), line_no, sink)
 
     def _width(self, head: bytes) -> int:
         for line in _first_lines(head, 50):
@@ -98,7 +130,8 @@ class _LineFormat(HashSetFormat):
                 return len(m.group(2 if self.with_names else 1))
         return 32
 
-    def _chunk(self, chunk: bytes, width: int, line_no: int, sink: EntrySink) -> int:
+    def _parse(self, chunk: bytes, width: int) -> _Parsed:
+        """Split a chunk into lines and decode every well-formed one at once."""
         buf = np.frombuffer(chunk, dtype=np.uint8)
         ends = np.flatnonzero(buf == 10)
         if len(ends) == 0 or ends[-1] != len(buf) - 1:
@@ -107,20 +140,6 @@ class _LineFormat(HashSetFormat):
         starts[0] = 0
         starts[1:] = ends[:-1] + 1
         ends = ends - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13))  # CRLF
-        ok = self._fast(chunk, buf, starts, ends, width, sink)
-        for i in np.flatnonzero(~ok):
-            self.read_line(chunk[starts[i] : ends[i]], line_no + int(i), sink)
-        return line_no + len(starts)
-
-    def _fast(
-        self,
-        chunk: bytes,
-        buf: np.ndarray,
-        starts: np.ndarray,
-        ends: np.ndarray,
-        width: int,
-        sink: EntrySink,
-    ) -> np.ndarray:
         n = len(starts)
         padded = np.frombuffer(chunk + b"\0" * (width + 8), dtype=np.uint8)
         words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
@@ -137,17 +156,24 @@ class _LineFormat(HashSetFormat):
         else:
             ok &= length == width
         keep = np.flatnonzero(ok)
+        digests = spans = None
         if len(keep):
             digests = np.ascontiguousarray(values[keep].astype(np.uint8)).view(f"S{width // 2}")
-            spans = None
             if self.with_names:
                 spans = np.stack([starts[keep] + width + 2, ends[keep]], axis=1).astype(np.uint64)
+        bad = [(int(i), int(starts[i]), int(ends[i])) for i in np.flatnonzero(~ok)]
+        return _Parsed(chunk, width, digests, spans, bad, n)
+
+    def _emit(self, parsed: _Parsed, line_no: int, sink: EntrySink) -> int:
+        if parsed.digests is not None:
             sink.add_columns(
-                {BY_HEX_LENGTH[width]: digests.ravel()},
-                names_blob=chunk if self.with_names else None,
-                name_spans=spans,
+                {BY_HEX_LENGTH[parsed.width]: parsed.digests.ravel()},
+                names_blob=parsed.chunk if self.with_names else None,
+                name_spans=parsed.spans,
             )
-        return ok
+        for i, start, end in parsed.bad:
+            self.read_line(parsed.chunk[start:end], line_no + i, sink)
+        return line_no + parsed.lines
 
     def read_line(self, line: bytes, line_no: int, sink: EntrySink) -> None:
         stripped = line.strip()
