@@ -145,7 +145,8 @@ def render_summary(summary: ScanSummary) -> None:
             )
     if any(ev.flagged for ev in summary.evidence):
         out.print(
-            "flagged files: examkit hits CASE (names withheld unless --show-names)", markup=False
+            f"flagged files: examkit hits {summary.case} (names withheld unless --show-names)",
+            markup=False,
         )
     out.print(f"case file: {summary.case}", markup=False)
 

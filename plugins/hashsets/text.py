@@ -8,13 +8,13 @@ names, CRLF, blanks, other digest widths) are handled or reported, never lost.
 
 from __future__ import annotations
 
-import mmap
 import re
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -87,15 +87,27 @@ class _Parsed:
     lines: int
 
 
-def _chunks(mm: mmap.mmap, pos: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of ~CHUNK-byte pieces that end at a line end."""
-    while pos < size:
-        end = min(size, pos + CHUNK)
-        if end < size:
-            cut = mm.rfind(b"\n", pos, end)
-            end = cut + 1 if cut >= pos else end
-        yield pos, end
-        pos = end
+def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+    """~CHUNK-byte pieces of the file that end at a line end (a UTF-8 BOM dropped)."""
+    rest = b""
+    first = True
+    while True:
+        data = fh.read(CHUNK)
+        if first:
+            data, first = (data[3:] if data.startswith(b"\xef\xbb\xbf") else data), False
+        if not data:
+            if rest:
+                yield rest
+            return
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < 4 * CHUNK:  # no line end yet: keep reading
+            rest = data
+            continue
+        if cut == 0:  # a "line" this long is not a hash line: hand it on to be reported
+            cut = len(data)
+        rest = data[cut:]
+        yield data[:cut]
 
 
 class _LineFormat(HashSetFormat):
@@ -104,24 +116,19 @@ class _LineFormat(HashSetFormat):
     with_names = True
 
     def read(self, path: Path, sink: EntrySink) -> None:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, 2)
-            if size == 0:
-                return
-            with (
-                mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm,
-                ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool,
-            ):
-                width = self._width(bytes(mm[:65536]))
-                # chunks are parsed in threads (numpy releases the GIL) and written in order
-                window: deque[Future[_Parsed]] = deque()
-                line_no = 1
-                for pos, end in _chunks(mm, 3 if mm[:3] == b"\xef\xbb\xbf" else 0, size):
-                    window.append(pool.submit(self._parse, mm[pos:end], width))
-                    if len(window) > PARSE_THREADS:
-                        line_no = self._emit(window.popleft().result(), line_no, sink)
-                while window:
+        with open(path, "rb") as fh, ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
+            width = self._width(fh.read(65536))
+            fh.seek(0)
+            # chunks are parsed in threads (numpy releases the GIL) and written in order;
+            # plain reads, not a memory map, so the file's pages never count as ours
+            window: deque[Future[_Parsed]] = deque()
+            line_no = 1
+            for chunk in _chunks(fh):
+                window.append(pool.submit(self._parse, chunk, width))
+                if len(window) > PARSE_THREADS:
                     line_no = self._emit(window.popleft().result(), line_no, sink)
+            while window:
+                line_no = self._emit(window.popleft().result(), line_no, sink)
 
     def _width(self, head: bytes) -> int:
         for line in _first_lines(head, 50):
