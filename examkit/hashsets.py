@@ -97,13 +97,21 @@ class Library:
         return self.sets() if names is None else [self.get(n) for n in names]
 
     # -- writing ---------------------------------------------------------
-    def remove(self, name: str) -> HashSetInfo:
-        info = self.get(name)
+    def remove(self, name: str) -> str:
+        """Remove a set (a damaged one too); returns what it was, for the message."""
+        folder = self.path / name
+        if not _NAME.match(name) or not folder.is_dir():
+            raise UsageError(f"no hash set named {name!r} in {self.path}",
+                             "'examkit hashset list' shows the sets")  # fmt: skip
+        try:
+            what = f"{name} ({_info(folder).entries:,} entries)"
+        except HashSetError:
+            what = f"{name} (damaged)"
         with self._locked():
             trash = self.path / f".trash-{uuid.uuid4().hex}"
-            os.rename(info.path, trash)
+            os.rename(folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
-        return info
+        return what
 
     def import_set(
         self,
@@ -228,7 +236,13 @@ def detect_format(source: Path, formats: list[HashSetFormat]) -> HashSetFormat:
 
 
 def _info(folder: Path) -> HashSetInfo:
-    m = json.loads((folder / MANIFEST).read_text("utf-8"))
+    try:
+        m = json.loads((folder / MANIFEST).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HashSetError(
+            f"hash set {folder.name} is damaged: its manifest cannot be read ({exc})",
+            f"remove it ('examkit hashset remove {folder.name}') and import the file again",
+        ) from exc
     return HashSetInfo(
         name=m["name"],
         kind=m["kind"],

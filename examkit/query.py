@@ -85,9 +85,11 @@ def overview(case: Case) -> dict[str, Any]:
         row["by_state"] = grouped_counts(case, "state", eid)
         row["by_status"] = grouped_counts(case, "status", eid)
         row["by_mime"] = grouped_counts(case, "mime", eid, limit=12)
-        row["extension_mismatches"] = case.conn.execute(
-            "SELECT count(*) FROM files WHERE evidence_id = ? AND extension_mismatch = 1", (eid,)
-        ).fetchone()[0]
+        row["extension_mismatches"], row["flagged"], row["known_good"] = case.conn.execute(
+            "SELECT coalesce(sum(extension_mismatch = 1), 0), coalesce(sum(flagged), 0),"
+            " coalesce(sum(known_good), 0) FROM files WHERE evidence_id = ?",
+            (eid,),
+        ).fetchone()
         evidence.append(row)
     runs = []
     for row in db.query("SELECT * FROM runs ORDER BY run_id"):
@@ -96,12 +98,20 @@ def overview(case: Case) -> dict[str, Any]:
                     "plugin_versions", "counts"):  # fmt: skip
             row[key] = json.loads(row[key]) if row[key] else None
         runs.append(row)
+    hashsets = [
+        dict(r)
+        for r in db.query(
+            "SELECT hashset_id, name, kind, format, version, entries, source_sha256,"
+            " first_used_utc FROM hashsets ORDER BY hashset_id"
+        )
+    ]
     ok, chain = verify_chain(case.conn)
     (entries,) = case.conn.execute("SELECT count(*) FROM custody_log").fetchone()
     return {
         "case": info,
         "evidence": evidence,
         "runs": runs,
+        "hashsets": hashsets,
         "custody_log": {"entries": entries, "chain_ok": ok, "detail": chain},
     }
 

@@ -285,3 +285,33 @@ def test_lookup_agrees_with_hfind(tmp_path: Path) -> None:
     library.import_set(source, "s", "known-good", formats=formats())
     hits, _ = lookup_hex(library.open("s"), queries)
     assert {h[0] for h in hits} == hfind_found == set(present[::7])
+
+
+def test_a_damaged_set_is_reported_and_can_be_removed(tmp_path: Path) -> None:
+    source = tmp_path / "set.json"
+    source.write_text(json.dumps([{"md5": h} for h in synthetic(3)]))
+    library = Library(tmp_path / "lib")
+    library.import_set(source, "s", "known-bad", ListFormat())
+    (library.path / "s" / "manifest.json").write_text("{not json")
+    with pytest.raises(HashSetError, match="damaged"):
+        library.sets()
+    assert library.remove("s") == "s (damaged)"
+    assert library.sets() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "entries", "malformed"),
+    [
+        (b"d41d8cd98f00b204e9800998ecf8427e  x", 1, 0),  # no final newline
+        (b"d41d8cd98f00b204e9800998ecf8427e  x\nabc", 1, 1),  # short last line
+        (b"\xef\xbb\xbfd41d8cd98f00b204e9800998ecf8427e *bin\r\n", 1, 0),  # BOM, CRLF, binary
+        (b"d41d8cd98f00b204e9800998ecf8427e\n", 1, 0),  # plain, one line
+    ],
+)
+def test_text_list_edges(tmp_path: Path, content: bytes, entries: int, malformed: int) -> None:
+    source = tmp_path / "list.txt"
+    source.write_bytes(content)
+    result = Library(tmp_path / "lib").import_set(source, "s", "known-good", formats=formats())
+    assert (result.info.entries, result.info.malformed) == (entries, malformed)
+    hits, _ = lookup_hex(Library(tmp_path / "lib").open("s"), ["d41d8cd98f00b204e9800998ecf8427e"])
+    assert len(hits) == 1

@@ -295,3 +295,27 @@ def test_resumed_scan_matches_what_the_interrupted_run_hashed(
     assert flagged_paths(case) == {"/" + p for p in KNOWN_BAD}
     good = {r["path"] for r in rows(case, "SELECT path FROM files WHERE known_good = 1")}
     assert good == {"/" + p for p in KNOWN_GOOD}
+
+
+def test_a_schema_1_case_is_migrated_to_hold_matches(tmp_path: Path) -> None:
+    from examkit.case import Case, _statements
+    from examkit.schema import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    for statement in _statements(MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO case_info VALUES (1, 'OLD-1', NULL, NULL, NULL, '2026-01-01T00:00:00Z', 1,"
+        " '0.1.0')"
+    )
+    conn.execute("INSERT INTO schema_migrations VALUES (1, '2026-01-01T00:00:00Z', '0.1.0')")
+    conn.commit()
+    conn.close()
+    with Case.open(path) as case:
+        assert case.schema_version() == 2
+        columns = {r[1] for r in case.conn.execute("PRAGMA table_info(files)")}
+        assert {"flagged", "known_good"} <= columns
+        versions = [r[0] for r in case.conn.execute("SELECT version FROM schema_migrations")]
+        assert versions == [1, 2]
+        assert case.conn.execute("SELECT count(*) FROM matches").fetchone() == (0,)

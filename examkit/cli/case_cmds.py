@@ -114,7 +114,28 @@ def info(
         counts += [("read status", k, v) for k, v in e["by_status"].items()]
         counts += [("type", k, v) for k, v in e["by_mime"].items()]
         counts.append(("extension mismatch", "yes", e["extension_mismatches"]))
+        counts.append(("hash sets", "flagged (known-bad)", e["flagged"]))
+        counts.append(("hash sets", "known-good", e["known_good"]))
         out.print(table(f"{safe_text(e['evidence_id'])}: counts", ["by", "value", "n"], counts))
+    if data["hashsets"]:
+        out.print(
+            table(
+                "Hash sets used",
+                ["id", "name", "kind", "format", "version", "entries", "source sha256"],
+                [
+                    (
+                        h["hashset_id"],
+                        h["name"],
+                        h["kind"],
+                        h["format"],
+                        h["version"],
+                        h["entries"],
+                        h["source_sha256"][:16] + "…",
+                    )
+                    for h in data["hashsets"]
+                ],
+            )
+        )
     out.print(
         table(
             "Runs",

@@ -167,8 +167,8 @@ def show_command(
 @hashset_app.command("remove")
 def remove_command(name: str = typer.Argument(...), folder: Path = DIR_OPTION) -> None:
     """Remove a set from the library (cases that used it keep their record of it)."""
-    info = Library(folder).remove(name)
-    out.print(f"removed {safe_text(info.name)} ({info.entries:,} entries)", markup=False)
+    what = Library(folder).remove(name)
+    out.print(f"removed {safe_text(what)}", markup=False)
 
 
 @hashset_app.command("lookup")

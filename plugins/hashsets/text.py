@@ -148,17 +148,22 @@ class _LineFormat(HashSetFormat):
         starts[1:] = ends[:-1] + 1
         ends = ends - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13))  # CRLF
         n = len(starts)
-        padded = np.frombuffer(chunk + b"\0" * (width + 8), dtype=np.uint8)
-        words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        length = ends - starts
+        if len(buf) < 8:  # too short for the fast path: every line goes to the line parser
+            return _Parsed(chunk, width, None, None,
+                           [(i, int(starts[i]), int(ends[i])) for i in range(n)], n)  # fmt: skip
+        # 8-byte words at every offset of the chunk (no copy); reads past a line's end are
+        # clamped to the chunk and such lines are rejected by the length test below
+        words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=chunk, strides=(1,))
+        last = len(buf) - 8
         gathered = np.empty((n, width // 8), "<u8")
         for k in range(width // 8):
-            gathered[:, k] = words[starts + 8 * k]
+            gathered[:, k] = words[np.minimum(starts + 8 * k, last)]
         values = _LUT[gathered.view(np.uint16)]
         ok = (values < 256).all(axis=1)
-        length = ends - starts
         if self.with_names:
-            sep = padded[starts + width]
-            mode = padded[starts + width + 1]
+            sep = buf[np.minimum(starts + width, len(buf) - 1)]
+            mode = buf[np.minimum(starts + width + 1, len(buf) - 1)]
             ok &= (length > width + 2) & (sep == 32) & ((mode == 32) | (mode == 42))
         else:
             ok &= length == width
