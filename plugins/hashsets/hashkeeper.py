@@ -17,31 +17,18 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from examkit.hashformat import EntrySink, HashSetError, HashSetFormat, parse_int, strip_bom
 from examkit.hookspecs import Register, hookimpl
 
+from .csvlines import csv_rows, decoded_lines
+
 _HEX = re.compile(r"[0-9a-fA-F]{32}")
 # The Sleuth Kit's test (tsk/hashdb/hashkeeper.c) checks these five leading names.
 _LEADING = ("file_id", "hashset_id", "file_name", "directory", "hash")
 _KEEP_SET_IDS = 100  # distinct hashset_id values recorded in the provenance
-
-
-def decoded_lines(path: Path) -> Iterator[str]:
-    """The file's lines as text, line ends kept: UTF-8 (BOM dropped), else cp1252, else latin-1."""
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh):
-            data = strip_bom(raw) if number == 0 else raw
-            try:
-                yield data.decode("utf-8")
-            except UnicodeDecodeError:
-                try:
-                    yield data.decode("cp1252")
-                except UnicodeDecodeError:
-                    yield data.decode("latin-1")
 
 
 def _id(value: str) -> int | str | None:
@@ -75,21 +62,7 @@ class HashKeeperFormat(HashSetFormat):
             )
         col = {title: i for i, title in reversed(list(enumerate(header)))}
         set_ids: dict[Any, None] = {}  # insertion-ordered set
-        while True:
-            line = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as err:
-                sink.malformed(line, f"unreadable CSV: {err}")
-                continue
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue  # blank line
-            text = ",".join(fields)
-            if len(fields) != len(header):
-                sink.malformed(line, f"{len(fields)} fields, the header has {len(header)}", text)
-                continue
+        for line, fields, text in csv_rows(reader, len(header), sink, ","):
 
             def get(title: str, fields: list[str] = fields) -> str:
                 return fields[col[title]].strip() if title in col else ""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from examkit.hashformat import (
     strip_bom,
 )
 from examkit.hookspecs import Register, hookimpl
+
+from .csvlines import csv_rows, decoded_lines
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _DIGESTS = {"md5": 32, "sha1": 40, "sha256": 64}
@@ -62,20 +63,6 @@ _ICSE_MARKERS = ("photodna", "image id", "victim identified", "offender identifi
 
 def _normalise(header: str) -> str:
     return " ".join(header.replace("_", " ").strip().strip('"').split()).lower()
-
-
-def decoded_lines(path: Path) -> Iterator[str]:
-    """The file's lines as text, line ends kept: UTF-8 (BOM dropped), else cp1252, else latin-1."""
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh):
-            data = strip_bom(raw) if number == 0 else raw
-            try:
-                yield data.decode("utf-8")
-            except UnicodeDecodeError:
-                try:
-                    yield data.decode("cp1252")
-                except UnicodeDecodeError:
-                    yield data.decode("latin-1")
 
 
 def _first_line(head: bytes) -> str:
@@ -115,22 +102,7 @@ class IcseCsvFormat(HashSetFormat):
                 "an ICSE export's header names its columns: MD5;SHA1;PhotoDNA;Image ID;...",
             )
         sink.provenance(icse_columns=[title.strip() for title in header])
-        while True:
-            line = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as err:
-                sink.malformed(line, f"unreadable CSV: {err}")
-                continue
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue  # blank line
-            text = ";".join(fields)
-            if len(fields) != len(header):
-                reason = f"{len(fields)} fields, the header has {len(header)}"
-                sink.malformed(line, reason, text)
-                continue
+        for line, fields, text in csv_rows(reader, len(header), sink, ";"):
             self._row(fields, columns, line, text, sink)
 
     @staticmethod
