@@ -72,6 +72,20 @@ def safe_text(value: str | bytes | None, max_len: int | None = None) -> str:
     return result
 
 
+_PLAIN_BYTES = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
+
+
+def safe_lines(values: list[bytes | None]) -> list[bytes]:
+    """Many raw strings through the gate at once, as UTF-8 (``None`` -> empty).
+
+    When every value is plain printable ASCII (the usual case) one check covers
+    them all; otherwise each value goes through :func:`safe_text`.
+    """
+    if _PLAIN_BYTES.fullmatch(b"".join(v for v in values if v)):
+        return [v or b"" for v in values]
+    return [safe_text(v).encode("utf-8") for v in values]
+
+
 def _cut(text: str, max_len: int) -> str:
     return text[: max(0, max_len - 1)] + "…"
 

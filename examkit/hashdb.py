@@ -21,7 +21,6 @@ import json
 import mmap
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +41,7 @@ def _map(path: Path, dtype: Any, shape: tuple[int, ...] | None = None) -> np.nda
     """A read-only memory map; an empty array for an empty or missing file."""
     if not path.exists() or path.stat().st_size == 0:
         return np.zeros((0,) + (shape[1:] if shape else ()), dtype=dtype)
-    array = np.memmap(path, dtype=dtype, mode="r", shape=shape)
-    _random_access(getattr(array, "_mmap", None))
-    return array
-
-
-def _random_access(mapped: mmap.mmap | None) -> None:
-    """Lookups touch a few scattered pages: no read-ahead around each."""
-    if mapped is not None and hasattr(mmap, "MADV_RANDOM"):
-        mapped.madvise(mmap.MADV_RANDOM)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
 
 
 def prefixes(digests: np.ndarray) -> np.ndarray:
@@ -123,7 +114,7 @@ class HashSetIndex:
         if len(table) == 0:
             return empty
         queries = np.asarray(queries, dtype=digest_dtype(algorithm))
-        order = np.argsort(queries)  # sorted queries walk the mapped table in order
+        order = np.argsort(prefixes(queries))  # sorted queries walk the table in order
         queries = queries[order]
         left, right, hits = self._search(algorithm, table, queries)
         if len(hits) == 0:
@@ -155,8 +146,9 @@ class HashSetIndex:
             return left, right, hits
         q_prefix = prefixes(queries)
         left = np.searchsorted(prefix, q_prefix, side="left")
-        right = np.searchsorted(prefix, q_prefix, side="right")
-        shared = np.flatnonzero(right - left > 1)
+        right = left + (prefix[np.minimum(left, len(prefix) - 1)] == q_prefix)
+        nxt = np.minimum(left + 1, len(prefix) - 1)
+        shared = np.flatnonzero((left + 1 < len(prefix)) & (prefix[nxt] == q_prefix))
         if len(shared):  # several digests share the prefix: search those exactly
             left[shared] = np.searchsorted(table, queries[shared], side="left")
             right[shared] = np.searchsorted(table, queries[shared], side="right")
@@ -172,9 +164,7 @@ class HashSetIndex:
         if path.stat().st_size == 0:
             return spans, b""
         with open(path, "rb") as fh:
-            blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        _random_access(blob)
-        return spans, blob
+            return spans, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
     @cached_property
     def _names(self) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
@@ -195,6 +185,16 @@ class HashSetIndex:
         names, sizes, metas = self.columns([entry])
         return EntryRecord(entry, names[0], sizes[0], json.loads(metas[0]) if metas[0] else {})
 
+    def name_bytes(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Names of many entries as one byte array plus their lengths (``None``: no names)."""
+        if self._names is None:
+            return None
+        spans, blob = self._names
+        picked = spans[entries].astype(np.int64)
+        lengths = np.maximum(picked[:, 1] - picked[:, 0], 0)
+        source = np.frombuffer(blob, dtype=np.uint8) if len(blob) else np.zeros(0, np.uint8)
+        return gather(source, picked[:, 0], lengths), lengths
+
     def columns(
         self, entries: list[int]
     ) -> tuple[list[bytes | None], list[int | None], list[bytes | None]]:
@@ -209,6 +209,16 @@ class HashSetIndex:
         return list(names), sizes, list(metas)
 
 
+def gather(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The byte ranges ``source[start:start+length]``, concatenated, in one vectorised step."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.uint8)
+    offsets = np.cumsum(lengths) - lengths
+    index = np.repeat(starts - offsets, lengths) + np.arange(total)
+    return source[index]
+
+
 def _slices(
     column: tuple[np.ndarray, bytes | mmap.mmap] | None, wanted: np.ndarray
 ) -> list[bytes | None] | None:
@@ -218,37 +228,89 @@ def _slices(
     return [blob[a:b] if b > a else None for a, b in spans[wanted].tolist()]
 
 
-def lookup_hex(index: HashSetIndex, values: list[str]) -> tuple[list[tuple[str, str, int]], int]:
-    """Hex digests (any case; the algorithm follows from the length) found in the set.
+@dataclass(frozen=True)
+class LineHits:
+    """Hits of a bulk lookup: one item per (line, entry) found, in line order."""
 
-    Returns ``(hex, algorithm, entry)`` per hit in the order given, and how
-    many values were not an MD5, SHA-1 or SHA-256 in hex.
+    lines: np.ndarray  # line number (0-based) of the query
+    starts: np.ndarray  # where the query's hex starts in the data
+    widths: np.ndarray  # its length in characters (32, 40, 64)
+    algorithms: np.ndarray  # index into DIGESTS
+    entries: np.ndarray  # entry number in the set
+    given: int  # non-blank lines
+    invalid: int  # non-blank lines that are not an MD5, SHA-1 or SHA-256 in hex
+
+
+def lookup_lines(index: HashSetIndex, data: bytes) -> LineHits:
+    """Look up every line of ``data`` (one hex digest per line; case and blanks ignored).
+
+    Lines are split and decoded vectorised (``examkit.hexlines``); only lines
+    with surrounding blanks or odd lengths are looked at one by one.
     """
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-    found_at: list[np.ndarray] = []
-    found_algorithm: list[np.ndarray] = []
-    found_entry: list[np.ndarray] = []
-    valid_count = 0
-    names = list(DIGESTS)
-    for number, (algorithm, width) in enumerate(DIGESTS.items()):
-        positions = np.flatnonzero(lengths == 2 * width)
-        if not len(positions):
+    from .hexlines import decode_hex, line_bounds
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts, ends = line_bounds(buf)
+    length = ends - starts
+    plain = np.zeros(len(starts), bool)
+    per_width: dict[int, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
+    for width in (32, 40, 64):
+        picked = np.flatnonzero(length == width)
+        values, ok = decode_hex(data, buf, starts[picked], width)
+        plain[picked[ok]] = True
+        per_width[width] = ([values[ok]], [picked[ok]], [starts[picked[ok]]])
+    blank = length == 0
+    given = int(len(starts) - np.count_nonzero(blank))
+    for line in np.flatnonzero(~plain & ~blank).tolist():  # the odd ones, one by one
+        raw = data[starts[line] : ends[line]]
+        text = raw.strip()
+        if not text:
+            given -= 1
             continue
-        picked = itemgetter(*positions.tolist())(values) if len(positions) > 1 else None
-        texts = list(picked) if picked is not None else [values[int(positions[0])]]
-        queries, valid = hex_to_array(texts, algorithm)
-        valid_count += len(valid)
+        width = len(text)
+        try:
+            digest = bytes.fromhex(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if width not in per_width or 2 * len(digest) != width:  # fromhex skips inner blanks
+            continue
+        start = int(starts[line]) + len(raw) - len(raw.lstrip())
+        per_width[width][0].append(np.frombuffer(digest, np.uint8)[None])
+        per_width[width][1].append(np.array([line]))
+        per_width[width][2].append(np.array([start]))
+    parts: list[tuple[np.ndarray, ...]] = []
+    valid = 0
+    for number, (algorithm, size) in enumerate(DIGESTS.items()):
+        rows, lines, line_starts = (np.concatenate(x) for x in per_width[2 * size])
+        valid += len(lines)
+        if not len(lines):
+            continue
+        queries = np.ascontiguousarray(rows.astype(np.uint8)).view(f"S{size}").ravel()
         q_pos, entries = index.lookup(algorithm, queries)
-        found_at.append(positions[valid[q_pos]])
-        found_algorithm.append(np.full(len(q_pos), number))
-        found_entry.append(entries)
-    if not found_at:
-        return [], len(values) - valid_count
-    at, algo, entry = (np.concatenate(a) for a in (found_at, found_algorithm, found_entry))
-    order = np.lexsort((entry, at))
+        parts.append((lines[q_pos], line_starts[q_pos], np.full(len(q_pos), 2 * size),
+                      np.full(len(q_pos), number), entries))  # fmt: skip
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return LineHits(empty, empty, empty, empty, empty, given, given - valid)
+    lines, line_starts, widths, algorithms, entries = (
+        np.concatenate([p[i] for p in parts]) for i in range(5)
+    )
+    order = np.lexsort((entries, lines))
+    return LineHits(
+        lines[order], line_starts[order], widths[order], algorithms[order], entries[order],
+        given, given - valid,
+    )  # fmt: skip
+
+
+def lookup_hex(index: HashSetIndex, values: list[str]) -> tuple[list[tuple[str, str, int]], int]:
+    """Hex digests (any case) found in the set: ``(hex, algorithm, entry)`` per hit, in the
+    order given, and how many values were not an MD5, SHA-1 or SHA-256 in hex."""
+    data = "\n".join(v.replace("\n", " ") for v in values).encode("utf-8", "replace")
+    hits = lookup_lines(index, data)
+    names = list(DIGESTS)
     return [
-        (values[i].lower(), names[a], e)
-        for i, a, e in zip(
-            at[order].tolist(), algo[order].tolist(), entry[order].tolist(), strict=True
+        (values[line].strip().lower(), names[a], e)
+        for line, a, e in zip(
+            hits.lines.tolist(), hits.algorithms.tolist(), hits.entries.tolist(), strict=True
         )
-    ], len(values) - valid_count
+    ], hits.invalid

@@ -15,14 +15,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from examkit.display import WITHHELD, safe_text
+import numpy as np
+
+from examkit.display import WITHHELD, safe_lines, safe_text
 from examkit.errors import UsageError
-from examkit.hashdb import lookup_hex
+from examkit.hashdb import HashSetIndex, LineHits, gather, lookup_lines
+from examkit.hashformat import DIGESTS
 from examkit.hashsets import ENV, Library
 
-
-def _name(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", "backslashreplace")
+ALGORITHM_NAMES = [a.encode() for a in DIGESTS]
 
 
 def run_lookup(
@@ -34,52 +35,116 @@ def run_lookup(
     as_json: bool,
 ) -> int:
     """Print the hits (tab-separated, or JSON); 0 when any hash is found, else 1."""
-    values = [h.strip() for h in hashes]
+    data = "\n".join(h.replace("\n", " ") for h in hashes).encode("utf-8", "replace")
     if from_file is not None:
         try:
-            text = from_file.read_text("ascii", errors="replace")
+            data += b"\n" + from_file.read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {from_file}: {exc.strerror}", "check the path") from exc
-        values.extend(line.strip() for line in text.splitlines() if line.strip())
-    if not values:
-        raise UsageError("no hashes given", "give hashes as arguments or with --file")
     library = Library(folder)
     info = library.get(name)
     index = library.open(name)
+    hits = lookup_lines(index, data)
+    if hits.given == 0:
+        raise UsageError("no hashes given", "give hashes as arguments or with --file")
     hide = info.kind == "known_bad" and not show_names
-    hits, invalid = lookup_hex(index, values)
-    names, sizes, metas = index.columns([h[2] for h in hits])
-    rows = zip(hits, names, sizes, metas, strict=True)
+    fast = None if as_json else _tsv(index, hits, data, hide)
+    if fast is not None:
+        sys.stdout.buffer.write(fast)
+        sys.stdout.buffer.flush()
+        _summary(info.name, hits)
+        return 0 if len(hits.lines) else 1
+    names, sizes, metas = index.columns(hits.entries.tolist())
+    lowered = data.lower()
+    hexes = [lowered[a : a + w] for a, w in zip(hits.starts.tolist(), hits.widths.tolist(),
+                                                strict=True)]  # fmt: skip
+    algorithms = [ALGORITHM_NAMES[a] for a in hits.algorithms.tolist()]
+    if hide:
+        names = [WITHHELD.encode() if n else None for n in names]
     if as_json:
         found = [
             {
-                "hash": value,
-                "algorithm": algorithm,
-                "entry": entry,
-                "name": WITHHELD if hide and name else _name(name),
+                "hash": h.decode(),
+                "algorithm": a.decode(),
+                "entry": e,
+                "name": None if n is None else n.decode("utf-8", "backslashreplace"),
                 "size": size,
                 "meta": json.loads(meta) if meta else {},
             }
-            for (value, algorithm, entry), name, size, meta in rows
+            for h, a, e, n, size, meta in zip(
+                hexes, algorithms, hits.entries.tolist(), names, sizes, metas, strict=True
+            )
         ]
-        doc = {"set": info.name, "given": len(values), "found": found, "invalid": invalid}
+        doc = {"set": info.name, "given": hits.given, "found": found, "invalid": hits.invalid}
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=True, sort_keys=True) + "\n")
+        sys.stdout.flush()
     else:
-        sys.stdout.write(
-            "".join(
-                f"{value}\t{algorithm}\t{WITHHELD if hide and name else safe_text(_name(name))}"
-                f"\t{'' if size is None else size}\t{safe_text(meta.decode()) if meta else ''}\n"
-                for (value, algorithm, _entry), name, size, meta in rows
+        shown = safe_lines(names)
+        meta_text = safe_lines(metas)
+        out = sys.stdout.buffer
+        out.write(
+            b"".join(
+                b"%s\t%s\t%s\t%s\t%s\n" % (h, a, n, b"" if size is None else b"%d" % size, m)
+                for h, a, n, size, m in zip(hexes, algorithms, shown, sizes, meta_text, strict=True)
             )
         )
-        sys.stdout.flush()
-        found_count = len({h[0] for h in hits})
-        sys.stderr.write(
-            f"{found_count:,} of {len(values):,} given hashes are in {safe_text(info.name)}\n"
-        )
-        if invalid:
-            sys.stderr.write(f"{invalid:,} values are not MD5, SHA-1 or SHA-256 hex\n")
-    return 0 if hits else 1
+        out.flush()
+        _summary(info.name, hits)
+    return 0 if len(hits.lines) else 1
+
+
+def _summary(name: str, hits: LineHits) -> None:
+    found = len(np.unique(hits.lines))
+    sys.stderr.write(f"{found:,} of {hits.given:,} given hashes are in {safe_text(name)}\n")
+    if hits.invalid:
+        sys.stderr.write(f"{hits.invalid:,} values are not MD5, SHA-1 or SHA-256 hex\n")
+
+
+_MIDDLES = b"".join(b"\t%s\t" % a for a in ALGORITHM_NAMES)
+_MIDDLE_AT = np.cumsum([0] + [len(a) + 2 for a in ALGORITHM_NAMES])[:-1]
+_PRINTABLE = np.zeros(256, bool)
+_PRINTABLE[0x20:0x7F] = True
+_PRINTABLE[0x5C] = False  # a backslash is escaped by the gate
+
+
+def _tsv(index: HashSetIndex, hits: LineHits, data: bytes, hide: bool) -> bytes | None:
+    """The tab-separated output built in one vectorised pass, when the set has names only
+    (no sizes, no metadata) and every name is plain printable ASCII; else ``None``."""
+    columns = index.manifest["columns"]
+    if columns.get("sizes") or columns.get("meta"):
+        return None
+    n = len(hits.lines)
+    names = index.name_bytes(hits.entries)
+    if names is None:
+        name_src, name_len = np.zeros(0, np.uint8), np.zeros(n, np.int64)
+    else:
+        name_src, name_len = names
+        if not _PRINTABLE[name_src].all():
+            return None  # names to escape: the per-line path sends each through the gate
+    name_at = np.cumsum(name_len) - name_len
+    if hide:  # every named entry shows the same placeholder
+        name_src = np.frombuffer(WITHHELD.encode(), np.uint8)
+        name_len = np.where(name_len > 0, len(WITHHELD), 0)
+        name_at = np.zeros(n, np.int64)
+    algorithms = hits.algorithms.astype(np.int64)
+    middle_len = np.array([len(a) + 2 for a in ALGORITHM_NAMES])[algorithms]
+    pieces = [  # (source, start in source, length) of each piece of every line, in order
+        (np.frombuffer(data.lower(), np.uint8), hits.starts.astype(np.int64), hits.widths),
+        (np.frombuffer(_MIDDLES, np.uint8), _MIDDLE_AT[algorithms], middle_len),
+        (name_src, name_at, name_len),
+        (np.frombuffer(b"\t\t\n", np.uint8), np.zeros(n, np.int64), np.full(n, 3)),
+    ]
+    line_len = sum(p[2] for p in pieces)
+    out = np.empty(int(np.sum(line_len)), np.uint8)
+    at = np.cumsum(line_len) - line_len
+    for source, starts, lengths in pieces:
+        lengths = np.asarray(lengths, np.int64)
+        total = int(lengths.sum())
+        if total:
+            dest = np.repeat(at - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+            out[dest] = gather(source, np.asarray(starts, np.int64), lengths)
+        at = at + lengths
+    return out.tobytes()
 
 
 def fast_lookup(args: Sequence[str]) -> int | None:

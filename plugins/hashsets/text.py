@@ -19,23 +19,11 @@ from typing import BinaryIO
 import numpy as np
 
 from examkit.hashformat import BY_HEX_LENGTH, DIGESTS, EntrySink, HashSetFormat, strip_bom
+from examkit.hexlines import decode_hex, line_bounds
 from examkit.hookspecs import Register, hookimpl
 
 CHUNK = 16 << 20
 PARSE_THREADS = 2
-_HEX = b"0123456789abcdefABCDEF"
-
-
-def _lut16() -> np.ndarray:
-    values = {c: int(chr(c), 16) for c in _HEX}
-    lut = np.full(65536, 256, np.uint16)
-    for a, va in values.items():
-        for b, vb in values.items():
-            lut[a | (b << 8)] = (va << 4) | vb  # little-endian: first character is the low byte
-    return lut
-
-
-_LUT = _lut16()
 _SUM_LINE = re.compile(rb"^(\\?)([0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}) [ *](.+)$")
 _BSD_LINE = re.compile(rb"^(\\?)(MD5|SHA1|SHA256|SHA2-256) ?\((.*)\) ?= ?([0-9a-fA-F]+)$")
 _PLAIN_LINE = re.compile(rb"^([0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")
@@ -140,27 +128,10 @@ class _LineFormat(HashSetFormat):
     def _parse(self, chunk: bytes, width: int) -> _Parsed:
         """Split a chunk into lines and decode every well-formed one at once."""
         buf = np.frombuffer(chunk, dtype=np.uint8)
-        ends = np.flatnonzero(buf == 10)
-        if len(ends) == 0 or ends[-1] != len(buf) - 1:
-            ends = np.append(ends, len(buf))
-        starts = np.empty(len(ends), np.intp)
-        starts[0] = 0
-        starts[1:] = ends[:-1] + 1
-        ends = ends - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13))  # CRLF
+        starts, ends = line_bounds(buf)
         n = len(starts)
         length = ends - starts
-        if len(buf) < 8:  # too short for the fast path: every line goes to the line parser
-            return _Parsed(chunk, width, None, None,
-                           [(i, int(starts[i]), int(ends[i])) for i in range(n)], n)  # fmt: skip
-        # 8-byte words at every offset of the chunk (no copy); reads past a line's end are
-        # clamped to the chunk and such lines are rejected by the length test below
-        words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=chunk, strides=(1,))
-        last = len(buf) - 8
-        gathered = np.empty((n, width // 8), "<u8")
-        for k in range(width // 8):
-            gathered[:, k] = words[np.minimum(starts + 8 * k, last)]
-        values = _LUT[gathered.view(np.uint16)]
-        ok = (values < 256).all(axis=1)
+        values, ok = decode_hex(chunk, buf, starts, width)
         if self.with_names:
             sep = buf[np.minimum(starts + width, len(buf) - 1)]
             mode = buf[np.minimum(starts + width + 1, len(buf) - 1)]
@@ -170,7 +141,7 @@ class _LineFormat(HashSetFormat):
         keep = np.flatnonzero(ok)
         digests = spans = None
         if len(keep):
-            digests = np.ascontiguousarray(values[keep].astype(np.uint8)).view(f"S{width // 2}")
+            digests = np.ascontiguousarray(values[keep]).view(f"S{width // 2}")
             if self.with_names:
                 spans = np.stack([starts[keep] + width + 2, ends[keep]], axis=1).astype(np.uint64)
         bad = [(int(i), int(starts[i]), int(ends[i])) for i in np.flatnonzero(~ok)]
