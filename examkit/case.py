@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, custody
 from .clock import utc_now
-from .errors import CaseError, UsageError
+from .errors import CaseError, IntegrityError, UsageError
+from .integrity import state_digest
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # imported when a case is opened: commands without a case start faster
@@ -75,6 +76,7 @@ class Case:
                     "agency": agency,
                     "examkit_version": __version__,
                     "schema_version": SCHEMA_VERSION,
+                    "state": state_digest(case.conn),
                 },
             )
         return case
@@ -161,6 +163,15 @@ class Case:
         ):
             if row["host"] == host and row["pid"] and _alive(int(row["pid"])):
                 continue
+            if not self.conn.execute(
+                "SELECT 1 FROM custody_log WHERE action IN ('run_started', 'run_resumed')"
+                " AND json_extract(details, '$.run_id') = ?",
+                (row["run_id"],),
+            ).fetchone():
+                raise IntegrityError(
+                    f"run {row['run_id']} is in the runs table but was never started on the record",
+                    "the case database was edited outside examkit; run 'examkit verify'",
+                )
             stale.append(int(row["run_id"]))
         for run_id in stale:
             with self.transaction() as conn:
@@ -174,7 +185,11 @@ class Case:
                     conn,
                     "run_interrupted",
                     None,
-                    {"run_id": run_id, "reason": "process ended without closing the run"},
+                    {
+                        "run_id": run_id,
+                        "reason": "process ended without closing the run",
+                        "state": state_digest(conn),  # what the run left, as found
+                    },
                 )
         return stale
 

@@ -13,6 +13,7 @@ from .case import Case, dumps
 from .clock import utc_now
 from .errors import UsageError
 from .evidence import Container, MediaStream, group_images, open_media
+from .integrity import state_digest
 from .plugins import Registry
 
 _IMAGE_SUFFIX = re.compile(
@@ -131,6 +132,7 @@ def record_evidence(
                 "acquisition_hashes": acquisition,
                 "acquisition_source": source,
                 "description": description,
+                "state": state_digest(conn),
             },
         )
 

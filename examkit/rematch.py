@@ -11,7 +11,7 @@ from .case import Case
 from .hashsets import Library
 from .matching import Matcher, match_case, use_sets
 from .plugins import registry
-from .runs import finish_run, start_run
+from .runs import check_unchanged, finish_run, start_run
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ def rematch(
     infos = Library(hashset_dir).select(list(hashsets) if hashsets is not None else None)
     with Case.open(case_path) as case:
         case.mark_stale_runs()
+        check_unchanged(case)
         evidence_ids = [r[0] for r in case.conn.execute("SELECT evidence_id FROM evidence")]
         options = {"hashsets": [i.name for i in infos]}
         with case.transaction() as conn:

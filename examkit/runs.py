@@ -13,8 +13,11 @@ from typing import Any
 from . import __version__, custody
 from .case import Case, dumps
 from .clock import utc_now
+from .errors import IntegrityError
 from .filetype import libmagic_version
+from .integrity import state_differences, state_digest
 from .plugins import distribution_version
+from .signing import configured_signer, sign_entry
 
 
 def tool_versions() -> dict[str, str]:
@@ -55,6 +58,7 @@ def start_run(
     records a resumed scan (``details["resumed_run_id"]`` names the run).
     """
     details = dict(details or {})
+    configured_signer()  # a key named but missing fails now, not at the end of the run
     resumed = details.get("resumed_run_id")
     tools = tool_versions()
     record = {
@@ -105,7 +109,9 @@ def finish_run(
     error: str | None,
     counts: Mapping[str, Any],
 ) -> None:
-    """Close a run with its status and counts, and say so in the custody log."""
+    """Close a run: its status and counts, a custody entry carrying the digest of every
+    result table (``examkit.integrity``), signed when the examiner has a key."""
+    signer = configured_signer()
     with case.transaction() as conn:
         conn.execute(
             "UPDATE runs SET status = ?, finished_utc = ?, error = ?, counts = ? WHERE run_id = ?",
@@ -114,6 +120,17 @@ def finish_run(
         action = {"complete": "run_finished", "interrupted": "run_interrupted"}.get(
             status, "run_failed"
         )
-        custody.append(
-            conn, action, actor, {"run_id": run_id, "status": status, "error": error, **counts}
+        details = {"run_id": run_id, "status": status, "error": error, **counts}
+        seq = custody.append(conn, action, actor, {**details, "state": state_digest(conn)})
+        if signer is not None:
+            sign_entry(conn, signer, seq, actor)
+
+
+def check_unchanged(case: Case) -> None:
+    """Refuse to work on a case whose results were changed outside examkit."""
+    _seq, problems = state_differences(case.conn)
+    if problems:
+        raise IntegrityError(
+            f"the case database was changed outside examkit: {problems[0]}",
+            "run 'examkit verify' for the full report; work on a verified copy",
         )

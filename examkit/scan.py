@@ -36,7 +36,7 @@ from .models import (
 from .plan import plan_evidence
 from .plugins import Registry, registry
 from .query import grouped_counts
-from .runs import finish_run, start_run
+from .runs import check_unchanged, finish_run, start_run
 from .worker import hash_unit, hash_whole_media
 
 PAGE = 5000
@@ -87,6 +87,7 @@ def scan(
     started = time.monotonic()
     with Case.open_or_create(case_path, examiner) as case:
         case.mark_stale_runs()
+        check_unchanged(case)
         sets = resolve_sets(case, reg, images, evidence_id)
         if expected and len(sets) > 1:
             raise UsageError("--expect applies to one evidence item", "scan the sets one at a time")

@@ -3,7 +3,7 @@ names and meanings are a contract (docs/case-database.md)."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -191,5 +191,29 @@ CREATE INDEX matches_hashset ON matches(hashset_id);
 ALTER TABLE files ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE files ADD COLUMN known_good INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX files_flagged ON files(evidence_id) WHERE flagged = 1;
+""",
+    3: """
+CREATE TABLE signing_keys (
+    key_id TEXT PRIMARY KEY,             -- SHA-256 of the raw Ed25519 public key
+    public_key TEXT NOT NULL,            -- raw public key, hex
+    examiner TEXT,
+    added_utc TEXT NOT NULL
+);
+CREATE TABLE signatures (
+    sig_id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL REFERENCES custody_log(seq),
+    entry_hash TEXT NOT NULL,            -- the custody entry's hash that was signed
+    key_id TEXT NOT NULL REFERENCES signing_keys(key_id),
+    signature TEXT NOT NULL,             -- Ed25519 over the ASCII of entry_hash, hex
+    signed_utc TEXT NOT NULL
+);
+CREATE TRIGGER signing_keys_no_update BEFORE UPDATE ON signing_keys
+BEGIN SELECT RAISE(ABORT, 'signing_keys is append-only'); END;
+CREATE TRIGGER signing_keys_no_delete BEFORE DELETE ON signing_keys
+BEGIN SELECT RAISE(ABORT, 'signing_keys is append-only'); END;
+CREATE TRIGGER signatures_no_update BEFORE UPDATE ON signatures
+BEGIN SELECT RAISE(ABORT, 'signatures is append-only'); END;
+CREATE TRIGGER signatures_no_delete BEFORE DELETE ON signatures
+BEGIN SELECT RAISE(ABORT, 'signatures is append-only'); END;
 """,
 }

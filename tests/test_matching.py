@@ -299,7 +299,7 @@ def test_resumed_scan_matches_what_the_interrupted_run_hashed(
 
 def test_a_schema_1_case_is_migrated_to_hold_matches(tmp_path: Path) -> None:
     from examkit.case import Case, _statements
-    from examkit.schema import MIGRATIONS
+    from examkit.schema import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
@@ -313,9 +313,9 @@ def test_a_schema_1_case_is_migrated_to_hold_matches(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with Case.open(path) as case:
-        assert case.schema_version() == 2
+        assert case.schema_version() == SCHEMA_VERSION
         columns = {r[1] for r in case.conn.execute("PRAGMA table_info(files)")}
         assert {"flagged", "known_good"} <= columns
         versions = [r[0] for r in case.conn.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1, 2]
+        assert versions == list(range(1, SCHEMA_VERSION + 1))
         assert case.conn.execute("SELECT count(*) FROM matches").fetchone() == (0,)

@@ -11,6 +11,7 @@ import pytest
 
 from examkit.case import Case
 from examkit.errors import UsageError
+from examkit.runs import start_run
 from examkit.scan import ScanInterrupted, ScanOptions, scan
 from tests.conftest import CORPUS, comparable_rows, query
 
@@ -94,13 +95,10 @@ def test_a_killed_run_is_marked_interrupted(corpus, tmp_path: Path) -> None:
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
-    conn.execute(
-        "INSERT INTO runs (command, command_line, host, pid, started_utc, status, examkit_version)"
-        " VALUES ('scan', '[]', ?, ?, '2026-01-01T00:00:00Z', 'running', 'x')",
-        (os.uname().nodename, pid),
-    )
-    conn.commit()
     conn.close()
+    with Case.open(case) as c, c.transaction() as tx:  # a run started on the record ...
+        run_id = start_run(tx, "scan", "pytest", ["pytest"], {}, [], {})
+        tx.execute("UPDATE runs SET pid = ? WHERE run_id = ?", (pid, run_id))  # ... then killed
     with Case.open(case) as c:
         assert c.mark_stale_runs() == [2]
     assert query(case, "SELECT status FROM runs WHERE run_id = 2") == [("interrupted",)]

@@ -16,7 +16,16 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 from examkit import __version__
 from examkit.errors import ExamkitError
 
-from . import case_cmds, demo_cmd, files_cmd, hashset_cmds, match_cmds, plugins_cmd, scan_cmd
+from . import (
+    case_cmds,
+    demo_cmd,
+    files_cmd,
+    hashset_cmds,
+    match_cmds,
+    plugins_cmd,
+    scan_cmd,
+    verify_cmds,
+)
 from .entry import error_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTEGRITY = 0, 1, 2, 3
@@ -26,7 +35,7 @@ app = typer.Typer(
     help=(
         "Forensic examiner's toolkit: scan seized disk images, hash every file, "
         "match reference hash sets, and keep a chain-of-custody case database.\n\n"
-        "Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure (hash mismatch)."
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure (hash mismatch, failed verify)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -57,6 +66,7 @@ case_cmds.register(app)
 files_cmd.register(app)
 hashset_cmds.register(app)
 match_cmds.register(app)
+verify_cmds.register(app)
 plugins_cmd.register(app)
 demo_cmd.register(app)
 

@@ -16,7 +16,7 @@ from examkit.display import DisplayPolicy, safe_text
 
 # Piped or redirected output is not cut to 80 columns: tables keep one line per row.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

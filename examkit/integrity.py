@@ -1,0 +1,92 @@
+"""Result-state digests: any change to a result row outside examkit is detected.
+
+Every custody entry that closes a run (and the few entries that change results
+outside a run: case created, evidence added, a dead run marked interrupted)
+carries ``details["state"]``: one SHA-256 per result table over all its rows in
+primary-key order. The latest such entry must always describe the database as
+it is: every run checks this before it starts, and ``examkit verify`` checks it
+with the chain and the signatures. A row changed, added or deleted behind
+examkit's back makes the digests differ, and the table that differs is named.
+
+Digest of a table: SHA-256 over the UTF-8 of each row's canonical JSON array
+(columns in table order, BLOBs as lowercase hex), one row per line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from typing import Any
+
+# result tables and their primary-key order
+TABLES = {
+    "evidence": "evidence_id",
+    "volumes": "volume_id",
+    "filesystems": "filesystem_id",
+    "files": "file_id",
+    "hashsets": "hashset_id",
+    "matches": "match_id",
+}
+PAGE = 20_000
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _select(conn: sqlite3.Connection, table: str) -> str:
+    columns = []
+    for _cid, name, kind, *_rest in conn.execute(f"PRAGMA table_info({table})"):
+        columns.append(f"lower(hex({name}))" if kind.upper() == "BLOB" else name)
+    return f"SELECT {', '.join(columns)} FROM {table} ORDER BY {TABLES[table]}"
+
+
+def table_digest(conn: sqlite3.Connection, table: str) -> tuple[str, int]:
+    """``(sha256, rows)`` of one result table."""
+    digest = hashlib.sha256()
+    rows = 0
+    cursor = conn.execute(_select(conn, table))
+    while page := cursor.fetchmany(PAGE):
+        digest.update("".join(_ENCODE(list(row)) + "\n" for row in page).encode("utf-8"))
+        rows += len(page)
+    return digest.hexdigest(), rows
+
+
+def state_digest(conn: sqlite3.Connection) -> dict[str, Any]:
+    """``{"files": {"sha256": ..., "rows": n}, ...}`` for every result table."""
+    state: dict[str, Any] = {}
+    for table in TABLES:
+        sha256, rows = table_digest(conn, table)
+        state[table] = {"sha256": sha256, "rows": rows}
+    return state
+
+
+def latest_state(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]] | None:
+    """The newest custody entry that records a state, as ``(seq, state)``."""
+    for seq, details in conn.execute(
+        "SELECT seq, details FROM custody_log WHERE details LIKE '%\"state\":{%' ORDER BY seq DESC"
+    ):
+        state = json.loads(details).get("state")
+        if isinstance(state, dict):
+            return int(seq), state
+    return None
+
+
+def state_differences(conn: sqlite3.Connection) -> tuple[int | None, list[str]]:
+    """Compare the database with the newest recorded state: ``(seq, problems)``."""
+    recorded = latest_state(conn)
+    if recorded is None:
+        return None, []
+    seq, state = recorded
+    current = state_digest(conn)
+    problems = []
+    for table in TABLES:
+        was, now = state.get(table), current[table]
+        if was is None:
+            continue  # recorded before this table existed
+        if was != now:
+            change = (
+                f"{was['rows']} -> {now['rows']} rows"
+                if was["rows"] != now["rows"]
+                else ("same number of rows, contents differ")
+            )
+            problems.append(f"table {table} changed after custody entry {seq} ({change})")
+    return seq, problems

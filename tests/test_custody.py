@@ -1,0 +1,174 @@
+"""Tamper tests: after two scans with a known-bad set and a signing key, ``verify`` passes;
+any single edit to the case database (made with the triggers dropped, as an attacker
+would) makes it fail and names what changed; changed evidence fails ``verify --rehash``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from examkit.cli.app import main
+from tests.conftest import FIXTURES
+
+PLAN = {f["path"]: f for f in json.loads((FIXTURES / "plans" / "fat16.json").read_text())["files"]}
+BAD = ["pictures/checkerboard.png", "pictures/stripes.jpg"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def signed_case(
+    tmp_path_factory: pytest.TempPathFactory, fixture_images: Path
+) -> tuple[Path, Path]:
+    """A case with two scanned evidence items, a known-bad set, and signed run ends."""
+    folder = tmp_path_factory.mktemp("custody")
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("EXAMKIT_SIGNING_KEY", str(folder / "examiner.pem"))
+    monkey.setenv("EXAMKIT_HASHSETS", str(folder / "library"))
+    try:
+        assert main(["key", "generate", "--out", str(folder / "examiner.pem")]) == 0
+        known_bad = folder / "bad.md5"
+        known_bad.write_text("".join(f"{PLAN[p]['md5']}  {p}\n" for p in BAD))
+        assert main(["hashset", "import", str(known_bad), "-n", "bad", "-k", "known-bad"]) == 0
+        case = folder / "case.sqlite"
+        for image in ("fat16.raw", "ext4.raw"):
+            copy = folder / image
+            shutil.copy(fixture_images / image, copy)
+            code = main(["scan", str(copy), "--case", str(case), "--workers", "1",
+                         "--examiner", "Ex. Aminer"])  # fmt: skip
+            assert code == 0
+    finally:
+        monkey.undo()
+    return case, folder
+
+
+@pytest.fixture
+def case_copy(signed_case: tuple[Path, Path], tmp_path: Path) -> Path:
+    case, _ = signed_case
+    copy = tmp_path / "case.sqlite"
+    shutil.copy(case, copy)
+    return copy
+
+
+def test_untouched_case_verifies_with_signatures(
+    capsys: pytest.CaptureFixture[str], case_copy: Path
+) -> None:
+    code, out, err = run(capsys, "verify", str(case_copy), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["ok"] and report["problems"] == []
+    assert report["signatures"] == 2  # one per scan run
+    conn = sqlite3.connect(case_copy)
+    flagged = conn.execute("SELECT count(*) FROM files WHERE flagged = 1").fetchone()[0]
+    last = conn.execute("SELECT action, details FROM custody_log ORDER BY seq DESC LIMIT 1")
+    action, details = last.fetchone()
+    conn.close()
+    assert flagged == 2
+    assert action == "verification_run" and json.loads(details)["ok"] is True
+
+
+def _edit(sql: str) -> Callable[[sqlite3.Connection], None]:
+    def apply(conn: sqlite3.Connection) -> None:
+        for trigger in ("custody_log_no_update", "custody_log_no_delete",
+                        "signing_keys_no_update", "signatures_no_update"):  # fmt: skip
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        conn.executescript(sql)
+
+    return apply
+
+
+TAMPERING = {
+    "log entry field": (
+        _edit("UPDATE custody_log SET actor = 'someone else' WHERE seq = 3"),
+        "entry 3 (",
+    ),
+    "log entry deleted": (_edit("DELETE FROM custody_log WHERE seq = 4"), "entry 4 is missing"),
+    "log entries reordered": (
+        _edit(
+            "UPDATE custody_log SET seq = -1 WHERE seq = 5;"
+            "UPDATE custody_log SET seq = 5 WHERE seq = 6;"
+            "UPDATE custody_log SET seq = 6 WHERE seq = -1;"
+        ),
+        "entry 5 (",
+    ),
+    "signing key replaced": (
+        _edit("UPDATE signing_keys SET public_key = '" + "ab" * 32 + "'"),
+        "missing or replaced",
+    ),
+    "file digest changed": (
+        _edit("UPDATE files SET md5 = 'd41d8cd98f00b204e9800998ecf8427e' WHERE file_id = 7"),
+        "table files changed",
+    ),
+    "match row dropped": (_edit("DELETE FROM matches WHERE match_id = 1"), "table matches changed"),
+    "evidence hash changed": (
+        _edit("UPDATE evidence SET media_md5 = '00000000000000000000000000000000'"),
+        "table evidence changed",
+    ),
+    "file row added": (
+        _edit(
+            "INSERT INTO files (evidence_id, seq, path, name, allocated, state, status)"
+            " SELECT evidence_id, 99999, '/planted.jpg', 'planted.jpg', 1, 'allocated', 'ok'"
+            " FROM evidence LIMIT 1"
+        ),
+        "table files changed",
+    ),
+}
+
+
+@pytest.mark.parametrize("what", sorted(TAMPERING))
+def test_any_single_edit_fails_verification_and_is_named(
+    capsys: pytest.CaptureFixture[str], case_copy: Path, what: str
+) -> None:
+    edit, expected = TAMPERING[what]
+    conn = sqlite3.connect(case_copy)
+    edit(conn)
+    conn.commit()
+    conn.close()
+    code, _, err = run(capsys, "verify", str(case_copy))
+    assert code == 3
+    first = err.splitlines()[0]
+    assert first.startswith("VERIFICATION FAILED") and expected in first, err
+
+
+def test_a_scan_refuses_a_tampered_case(
+    capsys: pytest.CaptureFixture[str], case_copy: Path, signed_case: tuple[Path, Path]
+) -> None:
+    conn = sqlite3.connect(case_copy)
+    conn.execute(
+        "UPDATE files SET sha1 = NULL WHERE file_id = (SELECT min(file_id) FROM files"
+        " WHERE sha1 IS NOT NULL)"
+    )
+    conn.commit()
+    conn.close()
+    _, folder = signed_case
+    code, _, err = run(capsys, "scan", str(folder / "fat16.raw"), "--case", str(case_copy))
+    assert code == 3 and "changed outside examkit" in err
+    code, _, err = run(capsys, "match", str(case_copy))
+    assert code == 3
+
+
+def test_changed_evidence_fails_rehash(
+    capsys: pytest.CaptureFixture[str], fixture_images: Path, tmp_path: Path
+) -> None:
+    image = tmp_path / "fat16.raw"
+    shutil.copy(fixture_images / "fat16.raw", image)
+    case = tmp_path / "case.sqlite"
+    assert run(capsys, "scan", str(image), "--case", str(case), "--workers", "1")[0] == 0
+    assert run(capsys, "verify", str(case), "--rehash")[0] == 0
+    with open(image, "r+b") as fh:  # one byte in the last sector changes
+        fh.seek(-1, 2)
+        byte = fh.read(1)
+        fh.seek(-1, 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    assert run(capsys, "verify", str(case))[0] == 0  # the records are intact ...
+    code, _, err = run(capsys, "verify", str(case), "--rehash")
+    assert code == 3 and "evidence fat16: media md5 is now" in err  # ... the evidence is not
