@@ -43,3 +43,8 @@ def register_hashers(register: Register) -> None:
 @hookspec
 def register_hashset_formats(register: Register) -> None:
     """Register hash-set file loaders (``examkit.hashformat.HashSetFormat``)."""
+
+
+@hookspec
+def register_report_formats(register: Register) -> None:
+    """Register report formats (``examkit.reporting.ReportFormat``)."""

@@ -18,6 +18,7 @@ from .errors import PluginError
 from .evidence import Container
 from .hashformat import HashSetFormat
 from .hashing import Hasher
+from .reporting import ReportFormat
 from .walk import FileSystemWalker, VolumeSystem
 
 FIRST_PARTY = (
@@ -34,6 +35,7 @@ FIRST_PARTY = (
     "examkit_plugins.hashsets.icse",
     "examkit_plugins.hashsets.hashkeeper",
     "examkit_plugins.hashsets.text",
+    "examkit_plugins.reports.tables",
 )
 
 # kind -> (hook name, required base class)
@@ -43,6 +45,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "filesystems": ("register_filesystems", FileSystemWalker),
     "hashers": ("register_hashers", Hasher),
     "hashset_formats": ("register_hashset_formats", HashSetFormat),
+    "report_formats": ("register_report_formats", ReportFormat),
 }
 
 T = TypeVar("T")
@@ -143,6 +146,10 @@ class Registry:
     @property
     def hashset_formats(self) -> list[HashSetFormat]:
         return self.all("hashset_formats")
+
+    @property
+    def report_formats(self) -> list[ReportFormat]:
+        return self.all("report_formats")
 
     def records(self) -> list[PluginRecord]:
         return list(self._records)

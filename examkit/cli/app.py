@@ -23,6 +23,7 @@ from . import (
     hashset_cmds,
     match_cmds,
     plugins_cmd,
+    report_cmd,
     scan_cmd,
     verify_cmds,
 )
@@ -67,6 +68,7 @@ files_cmd.register(app)
 hashset_cmds.register(app)
 match_cmds.register(app)
 verify_cmds.register(app)
+report_cmd.register(app)
 plugins_cmd.register(app)
 demo_cmd.register(app)
 
