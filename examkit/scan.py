@@ -31,6 +31,7 @@ from .models import (
     ScanSummary,
     StreamResult,
     StreamTask,
+    Verification,
     WorkUnit,
 )
 from .plan import plan_evidence
@@ -59,6 +60,7 @@ class Progress(Protocol):
 class ScanOptions:
     workers: int = field(default_factory=default_workers)
     verify_media: bool = True
+    confirm_media: bool = True  # hash the media again at the end: unchanged during the run
     resume: bool = False
     unit_bytes: int = 32 << 20
     unit_files: int = 256
@@ -208,18 +210,20 @@ def _scan_one(
             if progress:
                 progress.phase("listing", item.evidence_id, 0, 0)
             plan_evidence(case, reg, item.evidence_id, media, progress)
+    paths = tuple(str(p) for p in item.paths)
     media_job: Future[dict[str, str]] | None = None
-    if options.verify_media and not case.evidence(item.evidence_id)["media_sha256"]:  # type: ignore[index]
-        media_job = executor.submit(
-            hash_whole_media, item.container.name, tuple(str(p) for p in item.paths)
-        )
+    if options.verify_media:  # verified as the run starts, read alongside the hashing
+        media_job = executor.submit(hash_whole_media, item.container.name, paths)
     if options.resume and matcher:  # streams hashed by the interrupted run
         counts = match_case(case, matcher, run_id, item.evidence_id, before_run=run_id)
         if progress and (counts.flagged or counts.known_good):
             progress.matched(counts.flagged, counts.known_good)
     _hash_pending(case, run_id, item, executor, options, progress, matcher)
     if media_job is not None:
-        _record_verification(case, item.evidence_id, media_job.result(), examiner)
+        _record_verification(case, item.evidence_id, media_job.result(), examiner, "start")
+        if options.confirm_media:  # and confirmed unchanged as it ends
+            again = executor.submit(hash_whole_media, item.container.name, paths).result()
+            _record_verification(case, item.evidence_id, again, examiner, "end")
     with case.transaction() as conn:
         conn.execute(
             "UPDATE evidence SET scan_status = 'complete' WHERE evidence_id = ?",
@@ -358,32 +362,45 @@ def _hash_pending(
 
 
 def _record_verification(
-    case: Case, evidence_id: str, computed: dict[str, str], actor: str | None
+    case: Case, evidence_id: str, computed: dict[str, str], actor: str | None, stage: str
 ) -> None:
+    """Compare media hashes with the record: at ``start`` with the acquisition hashes (and
+    the media hashes of an earlier run), at ``end`` with the hashes taken at the start."""
     row = case.evidence(evidence_id)
     assert row is not None
-    expected = {a: row[f"acquisition_{a}"] for a in ALGORITHMS if row[f"acquisition_{a}"]}
-    result = verify(computed, expected)
+    recorded = {a: row[f"media_{a}"] for a in ALGORITHMS if row[f"media_{a}"]}
+    if stage == "end":
+        result = verify(computed, recorded)
+        if result.result == "match":
+            result = Verification("match", result.computed, result.expected,
+                                  "media unchanged during the run")  # fmt: skip
+    else:
+        expected = {a: row[f"acquisition_{a}"] for a in ALGORITHMS if row[f"acquisition_{a}"]}
+        result = verify(computed, expected)
+        changed = [a for a, v in recorded.items() if computed.get(a) != v]
+        if changed:
+            result = Verification("mismatch", result.computed, recorded,
+                                  f"media {changed[0]} differs from an earlier run")  # fmt: skip
     with case.transaction() as conn:
-        conn.execute(
-            "UPDATE evidence SET media_md5 = ?, media_sha1 = ?, media_sha256 = ?,"
-            " verification = ?, verification_detail = ?, verified_utc = ? WHERE evidence_id = ?",
-            (
-                computed.get("md5"),
-                computed.get("sha1"),
-                computed.get("sha256"),
-                result.result,
-                result.detail,
-                utc_now(),
-                evidence_id,
-            ),
-        )
+        if not recorded:
+            conn.execute(
+                "UPDATE evidence SET media_md5 = ?, media_sha1 = ?, media_sha256 = ?"
+                " WHERE evidence_id = ?",
+                (computed.get("md5"), computed.get("sha1"), computed.get("sha256"), evidence_id),
+            )
+        if stage == "start" or result.result == "mismatch":
+            conn.execute(
+                "UPDATE evidence SET verification = ?, verification_detail = ?, verified_utc = ?"
+                " WHERE evidence_id = ?",
+                (result.result, result.detail, utc_now(), evidence_id),
+            )
         custody.append(
             conn,
             "evidence_verified",
             actor,
             {
                 "evidence_id": evidence_id,
+                "stage": stage,
                 "result": result.result,
                 "computed": dict(result.computed),
                 "expected": dict(result.expected),

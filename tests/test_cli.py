@@ -70,7 +70,14 @@ def test_scan_json_info_files(capsys, corpus, tmp_path: Path) -> None:
     assert info["custody_log"]["chain_ok"] is True
     actions = [r[0] for r in sqlite3.connect(case).execute("SELECT action FROM custody_log")]
     assert actions == ["case_created", "run_started", "evidence_added", "evidence_verified",
-                       "run_finished"]  # fmt: skip
+                       "evidence_verified", "run_finished"]  # fmt: skip
+    stages = [
+        json.loads(d)["stage"]
+        for (d,) in sqlite3.connect(case).execute(
+            "SELECT details FROM custody_log WHERE action = 'evidence_verified'"
+        )
+    ]
+    assert stages == ["start", "end"]  # verified as the run starts, confirmed as it ends
     run_row = info["runs"][0]
     assert run_row["examiner"] == "Ex. Aminer" and run_row["status"] == "complete"
     assert "filesystems/tsk" in run_row["plugin_versions"]

@@ -172,3 +172,42 @@ def test_changed_evidence_fails_rehash(
     assert run(capsys, "verify", str(case))[0] == 0  # the records are intact ...
     code, _, err = run(capsys, "verify", str(case), "--rehash")
     assert code == 3 and "evidence fat16: media md5 is now" in err  # ... the evidence is not
+
+
+def test_evidence_changed_during_a_run_is_caught_when_it_ends(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    from examkit.scan import ScanOptions, scan
+
+    image = tmp_path / "ext4.raw"
+    shutil.copy(fixture_images / "ext4.raw", image)
+
+    class ChangeTheImage:
+        """Progress sink that alters the evidence once hashing has begun."""
+
+        done = False
+
+        def phase(self, *args: object) -> None: ...
+        def listed(self, entries: int) -> None: ...
+        def matched(self, flagged: int, known_good: int) -> None: ...
+
+        def hashed(self, files: int, nbytes: int) -> None:
+            if not self.done:
+                with open(image, "r+b") as fh:
+                    fh.seek(-1, 2)
+                    fh.write(b"\x01" if fh.read(1) != b"\x01" else b"\x02")
+                self.done = True
+
+    case = tmp_path / "case.sqlite"
+    # workers=0: the start hash is taken before any stream is read, the end hash after
+    summary = scan(case, [image], options=ScanOptions(workers=0), progress=ChangeTheImage())
+    assert summary.evidence[0].verification == "mismatch"
+    conn = sqlite3.connect(case)
+    stages = [
+        (json.loads(d)["stage"], json.loads(d)["result"])
+        for (d,) in conn.execute(
+            "SELECT details FROM custody_log WHERE action = 'evidence_verified'"
+        )
+    ]
+    conn.close()
+    assert stages == [("start", "not_verifiable"), ("end", "mismatch")]

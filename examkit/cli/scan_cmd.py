@@ -181,12 +181,16 @@ def scan_command(
     hashset_dir: Path = typer.Option(
         None, "--hashset-dir", envvar="EXAMKIT_HASHSETS", help="Hash-set library folder."
     ),
+    no_confirm: bool = typer.Option(
+        False, "--no-confirm", help="Do not hash the media again at the end of the run."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Scan images into a case: every volume, file system, file and stream, hashed and matched."""
     options = ScanOptions(
         resume=resume,
         verify_media=not no_verify,
+        confirm_media=not no_confirm,
         hashsets=tuple(hashsets) if hashsets else None,
         hashset_dir=str(hashset_dir) if hashset_dir else None,
     )
