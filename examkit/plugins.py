@@ -36,6 +36,8 @@ FIRST_PARTY = (
     "examkit_plugins.hashsets.hashkeeper",
     "examkit_plugins.hashsets.text",
     "examkit_plugins.reports.tables",
+    "examkit_plugins.reports.dfxml",
+    "examkit_plugins.reports.vics_export",
 )
 
 # kind -> (hook name, required base class)

@@ -44,6 +44,28 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def exact_path(row: dict[str, Any]) -> str | bytes:
+    """A file row's path for the display gate: the exact bytes when the name is not UTF-8.
+
+    ``path`` keeps a bad byte as the text ``\\xNN``, which the gate would show
+    with its backslash escaped; from ``path_bytes`` the gate shows ``\\xNN``.
+    A stream row's ``path_bytes`` may lack the ``:stream`` suffix its ``path``
+    has; the bytes are used only when they give the same text.
+    """
+    text = str(row.get("path") or "")
+    raw = row.get("path_bytes")
+    if not isinstance(raw, bytes):
+        return text
+    stream = row.get("stream")
+    candidates = [raw]
+    if stream is not None:
+        candidates.append(raw + b":" + str(stream).encode("utf-8", "surrogateescape"))
+    for candidate in candidates:
+        if candidate.decode("utf-8", "backslashreplace") == text:
+            return candidate
+    return text
+
+
 class ReportData:
     """Everything a report shows, read from one open case."""
 
