@@ -38,6 +38,7 @@ FIRST_PARTY = (
     "examkit_plugins.reports.tables",
     "examkit_plugins.reports.dfxml",
     "examkit_plugins.reports.vics_export",
+    "examkit_plugins.reports.caseuco",
 )
 
 # kind -> (hook name, required base class)
