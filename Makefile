@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-# Debian packages: libmagic for python-magic; TSK, ewf-tools and hashdeep are the
-# independent oracles the tests compare against; ntfs-3g builds fresh NTFS images.
+# Debian packages: libmagic for python-magic; TSK (fls, icat, hfind, fiwalk), ewf-tools and
+# hashdeep are the independent oracles the tests compare against; ntfs-3g builds fresh NTFS
+# images; chromium renders the HTML report and poppler-utils' pdftotext reads the PDF one.
 APT_RUNTIME = libmagic1
-APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime
+APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils
 
 .PHONY: demo test lint typecheck unit fixtures samples bench bench-hashsets bench-hashsets-large apt-runtime apt-test clean
 

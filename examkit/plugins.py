@@ -39,6 +39,7 @@ FIRST_PARTY = (
     "examkit_plugins.reports.dfxml",
     "examkit_plugins.reports.vics_export",
     "examkit_plugins.reports.caseuco",
+    "examkit_plugins.reports.court",
 )
 
 # kind -> (hook name, required base class)
