@@ -211,3 +211,24 @@ def test_evidence_changed_during_a_run_is_caught_when_it_ends(
     ]
     conn.close()
     assert stages == [("start", "not_verifiable"), ("end", "mismatch")]
+
+
+def test_sqlite_and_python_write_the_same_canonical_rows(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    """The state digest relies on SQLite's json_array; it must equal Python's encoding,
+    also for Unicode, emoji and control characters in names (the NTFS fixture has them)."""
+    import hashlib
+
+    from examkit.integrity import TABLES, row_json, table_digest
+
+    case = tmp_path / "case.sqlite"
+    assert main(["scan", str(fixture_images / "ntfs.raw"), "--case", str(case),
+                 "--workers", "1"]) == 0  # fmt: skip
+    conn = sqlite3.connect(case)
+    awkward = 'tab\t ctrl \x01 del \x7f bidi \u202e quote " back \\ emoji \U0001f600 é'
+    conn.execute("UPDATE files SET error = ? WHERE file_id = 1", (awkward,))
+    for table in TABLES:
+        python = hashlib.sha256("".join(r + "\n" for r in row_json(conn, table)).encode())
+        assert table_digest(conn, table)[0] == python.hexdigest(), table
+    conn.close()
