@@ -1,4 +1,5 @@
-"""Where work units run: a local process pool, or in this process (``--workers 0``)."""
+"""Where work units run: a local process pool, in this process (``--workers 0``), or on a
+Dask distributed cluster (``--cluster tcp://HOST:PORT``)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,55 @@ def local_executor(workers: int) -> Executor:
     if method == "forkserver":
         context.set_forkserver_preload(["examkit.worker"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+
+
+CONNECT_TIMEOUT = 20  # seconds to reach the Dask scheduler
+
+
+class ClusterExecutor(Executor):
+    """Work units on a Dask distributed scheduler's workers (``dask.distributed``).
+
+    Workers open the evidence themselves through shared storage (paths mapped
+    with ``--path-map``); results come back to this process, the one writer.
+    The scheduler re-runs a unit whose worker is lost.
+    """
+
+    def __init__(self, address: str) -> None:
+        from .errors import UsageError
+
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise UsageError(
+                "--cluster needs the dask.distributed package",
+                "pip install 'examkit[cluster]' (or: pip install 'dask[distributed]')",
+            ) from exc
+        try:
+            self.client = Client(address, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError) as exc:
+            raise UsageError(
+                f"cannot reach the Dask scheduler at {address}: {exc}",
+                "start it with 'dask scheduler' and workers with 'dask worker ADDRESS'",
+            ) from exc
+        self._executor = self.client.get_executor(pure=False)  # type: ignore[no-untyped-call]
+
+    @property
+    def workers(self) -> int:
+        threads = self.client.nthreads()  # type: ignore[no-untyped-call]
+        return max(1, int(sum(threads.values())))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = self._executor.submit(fn, *args, **kwargs)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait=wait)
+        self.client.close()  # type: ignore[no-untyped-call]
+
+
+def map_path(path: str, mapping: tuple[tuple[str, str], ...]) -> str:
+    """``path`` as the workers see it: the first LOCAL prefix that matches becomes REMOTE."""
+    for local, remote in mapping:
+        if path == local or path.startswith(local.rstrip("/") + "/"):
+            return remote.rstrip("/") + path[len(local.rstrip("/")) :]
+    return path

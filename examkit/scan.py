@@ -18,7 +18,7 @@ from .case import Case, dumps
 from .clock import utc_now
 from .errors import EvidenceError, ExamkitError, UsageError
 from .evidence import ALGORITHMS, open_media, verify
-from .executors import default_workers, local_executor
+from .executors import ClusterExecutor, default_workers, local_executor, map_path
 from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
@@ -64,6 +64,8 @@ class ScanOptions:
     resume: bool = False
     unit_bytes: int = 32 << 20
     unit_files: int = 256
+    cluster: str | None = None  # Dask scheduler address; None: local processes
+    path_map: tuple[tuple[str, str], ...] = ()  # (LOCAL, REMOTE) prefixes for cluster workers
     hashsets: tuple[str, ...] | None = None  # None: every set in the library
     hashset_dir: str | None = None  # None: the default library
 
@@ -101,7 +103,9 @@ def scan(
         in_main = _in_main_thread()
         if in_main:
             signal.signal(signal.SIGTERM, _raise_interrupt)
-        executor = local_executor(options.workers)
+        executor: Executor = (
+            ClusterExecutor(options.cluster) if options.cluster else local_executor(options.workers)
+        )
         failures: list[str] = []
         try:
             for item in todo:
@@ -210,7 +214,7 @@ def _scan_one(
             if progress:
                 progress.phase("listing", item.evidence_id, 0, 0)
             plan_evidence(case, reg, item.evidence_id, media, progress)
-    paths = tuple(str(p) for p in item.paths)
+    paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
     media_job: Future[dict[str, str]] | None = None
     if options.verify_media:  # verified as the run starts, read alongside the hashing
         media_job = executor.submit(hash_whole_media, item.container.name, paths)
@@ -265,7 +269,7 @@ def _pending_tasks(case: Case, evidence_id: str) -> Iterator[StreamTask]:
 
 
 def _units(case: Case, item: EvidenceSet, options: ScanOptions) -> Iterator[WorkUnit]:
-    paths = tuple(str(p) for p in item.paths)
+    paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
     tasks: list[StreamTask] = []
     size = 0
     for task in _pending_tasks(case, item.evidence_id):
@@ -334,7 +338,8 @@ def _hash_pending(
     ).fetchone()
     if progress:
         progress.phase("hashing", item.evidence_id, files, nbytes)
-    limit = max(2, 2 * max(1, options.workers))
+    slots = getattr(executor, "workers", options.workers)  # a cluster reports its threads
+    limit = max(2, 2 * max(1, slots))
     in_flight: dict[Future[list[StreamResult]], WorkUnit] = {}
 
     def drain(block_until: int) -> None:

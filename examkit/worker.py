@@ -7,6 +7,7 @@ one scan do not reopen images and file systems.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +18,30 @@ from .models import ERROR, OK, SHORT, StreamResult, WorkUnit
 from .plugins import registry
 from .walk import FileSystemHandle
 
-_state: dict[str, Any] = {"key": None, "media": None, "fs": {}}
+_local = threading.local()  # one open evidence per thread (Dask workers may run several)
+
+
+def _state() -> dict[str, Any]:
+    if not hasattr(_local, "state"):
+        _local.state = {"key": None, "media": None, "fs": {}}
+    state: dict[str, Any] = _local.state
+    return state
 
 
 def _media(container: str, paths: tuple[str, ...]) -> MediaStream:
     key = (container, paths)
-    if _state["key"] != key:
+    state = _state()
+    if state["key"] != key:
         _close()
         plugin = registry().get("containers", container)
-        _state["media"] = open_media(plugin, [Path(p) for p in paths])
-        _state["key"] = key
-    media: MediaStream = _state["media"]
+        state["media"] = open_media(plugin, [Path(p) for p in paths])
+        state["key"] = key
+    media: MediaStream = state["media"]
     return media
 
 
 def _filesystem(media: MediaStream, walker: str, offset: int) -> FileSystemHandle:
-    cache: dict[tuple[str, int], FileSystemHandle] = _state["fs"]
+    cache: dict[tuple[str, int], FileSystemHandle] = _state()["fs"]
     if (walker, offset) not in cache:
         plugin = registry().get("filesystems", walker)
         cache[(walker, offset)] = plugin.open(media, offset, media.size - offset)
@@ -40,12 +49,13 @@ def _filesystem(media: MediaStream, walker: str, offset: int) -> FileSystemHandl
 
 
 def _close() -> None:
-    for handle in _state["fs"].values():
+    state = _state()
+    for handle in state["fs"].values():
         handle.close()
-    _state["fs"] = {}
-    if _state["media"] is not None:
-        _state["media"].close()
-    _state.update(key=None, media=None)
+    state["fs"] = {}
+    if state["media"] is not None:
+        state["media"].close()
+    state.update(key=None, media=None)
 
 
 def _message(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from examkit.display import safe_text
+from examkit.errors import UsageError
 from examkit.evidence import parse_expect
 from examkit.models import ScanSummary
 from examkit.scan import ScanOptions, scan
@@ -157,6 +158,17 @@ def exit_code(summary: ScanSummary) -> int:
     return 0 if summary.status == "complete" else 1
 
 
+def parse_path_map(values: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values:
+        local, sep, remote = value.partition("=")
+        if not sep or not local or not remote:
+            raise UsageError(f"--path-map {value!r} is not LOCAL=REMOTE",
+                             "e.g. --path-map /mnt/evidence=/shared/evidence")  # fmt: skip
+        pairs.append((local, remote))
+    return tuple(pairs)
+
+
 def scan_command(
     images: list[Path] = typer.Argument(..., help="Image files (raw/dd, split raw, E01 …)."),
     case: Path = typer.Option(..., "--case", "-c", help="Case database (created if missing)."),
@@ -181,6 +193,12 @@ def scan_command(
     hashset_dir: Path = typer.Option(
         None, "--hashset-dir", envvar="EXAMKIT_HASHSETS", help="Hash-set library folder."
     ),
+    cluster: str = typer.Option(
+        None, "--cluster", help="Dask scheduler address (tcp://HOST:PORT): hash on its workers."
+    ),
+    path_map: list[str] = typer.Option(
+        [], "--path-map", help="LOCAL=REMOTE: where cluster workers see the evidence (repeatable)."
+    ),
     no_confirm: bool = typer.Option(
         False, "--no-confirm", help="Do not hash the media again at the end of the run."
     ),
@@ -191,6 +209,8 @@ def scan_command(
         resume=resume,
         verify_media=not no_verify,
         confirm_media=not no_confirm,
+        cluster=cluster,
+        path_map=parse_path_map(path_map),
         hashsets=tuple(hashsets) if hashsets else None,
         hashset_dir=str(hashset_dir) if hashset_dir else None,
     )
