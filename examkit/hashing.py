@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough for hashlib to release the GIL, small for memory
@@ -29,26 +30,55 @@ class Hasher(ABC):
         """A fresh digest object."""
 
 
+PARALLEL_MIN = 256 << 10  # chunks this large are hashed by every digest at once, in threads
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="examkit-digest")
+    return _pool
+
+
 class StreamDigest:
-    """Feeds each chunk to every hasher once; keeps the first bytes for typing."""
+    """Feeds each chunk to every hasher once; keeps the first bytes for typing.
+
+    Large chunks go to every digest at the same time in threads (hashlib
+    releases the GIL), and the next chunk is read while they run: one big file
+    is then bound by its slowest digest, not by the sum of all of them. Each
+    digest still sees the chunks one after another, in order.
+    """
 
     def __init__(self, hashers: Sequence[Hasher]) -> None:
         self._objects = [(h.name, h.new()) for h in hashers]
         self.bytes = 0
         self._head = bytearray()
+        self._pending: list[Future[None]] = []
 
     def update(self, chunk: bytes) -> None:
-        for _, obj in self._objects:
-            obj.update(chunk)
+        self._wait()
+        if len(chunk) >= PARALLEL_MIN and len(self._objects) > 1:
+            pool = _threads()
+            self._pending = [pool.submit(obj.update, chunk) for _, obj in self._objects]
+        else:
+            for _, obj in self._objects:
+                obj.update(chunk)
         if len(self._head) < HEAD_SIZE:
             self._head += chunk[: HEAD_SIZE - len(self._head)]
         self.bytes += len(chunk)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     @property
     def head(self) -> bytes:
         return bytes(self._head)
 
     def hexdigests(self) -> dict[str, str]:
+        self._wait()
         return {name: obj.hexdigest().lower() for name, obj in self._objects}
 
 
