@@ -1,0 +1,133 @@
+"""Scan benchmark: examkit against The Sleuth Kit's fiwalk on the same NTFS image, same run.
+
+    make bench-scan                 # builds a >= 2 GB NTFS image (seeded), then measures
+
+Builds the image with real tools (make_tree.py + build_ntfs.sh: mkntfs, ntfs-3g),
+warms the page cache, then times `fiwalk -X` (MD5 + SHA-1 of every file) and
+`examkit scan` (MD5 + SHA-1 + SHA-256 + type + hash-set matching), each as a
+whole process, and prints wall times, ratios, peak RSS, examkit's hashing
+rate as a fraction of this machine's hashing limit, and the time per file.
+Targets (issue 5): examkit <= 0.5x fiwalk; >= 80% of the hashing limit;
+< 0.3 ms per small file; peak RSS < 400 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from common import EXAMKIT, measure  # benchmarks/ is the script folder
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def build_image(work: Path, seed: int, count: int, big: int, size_mb: int) -> Path:
+    image = work / "bench-ntfs.raw"
+    if image.exists():
+        return image
+    tree, plan = work / "tree", work / "plan.json"
+    subprocess.run([sys.executable, str(FIXTURES / "make_tree.py"), "--seed", str(seed),
+                    "--count", str(count), "--big-size", str(big), "--plan", str(plan),
+                    str(tree)], check=True)  # fmt: skip
+    env = {**os.environ, "PYTHON": sys.executable}
+    subprocess.run(["bash", str(FIXTURES / "build_ntfs.sh"), str(tree), str(plan), str(image),
+                    str(size_mb)], check=True, env=env)  # fmt: skip
+    shutil.rmtree(tree)
+    return image
+
+
+def _hash_rate(seconds: float = 1.5) -> float:
+    """MD5 + SHA-1 + SHA-256 of 1 MiB blocks on one core, bytes per second."""
+    block = os.urandom(1 << 20)
+    objects = [hashlib.md5(), hashlib.sha1(), hashlib.sha256()]
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for obj in objects:
+            obj.update(block)
+        done += len(block)
+    return done / (time.perf_counter() - start)
+
+
+def hashing_limit() -> tuple[float, int]:
+    """This machine's limit: all cores hashing at once (bytes/s), and the core count."""
+    cores = len(os.sched_getaffinity(0))
+    with ProcessPoolExecutor(cores) as pool:
+        rates = list(pool.map(_hash_rate, [1.5] * cores))
+    return sum(rates), cores
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=5151)
+    parser.add_argument("--count", type=int, default=8000, help="small files in the tree")
+    parser.add_argument("--big", type=int, default=1_200_000_000, help="one large file (bytes)")
+    parser.add_argument("--size-mb", type=int, default=2600, help="NTFS volume size")
+    parser.add_argument("--work", type=Path, help="folder to keep (image reused if present)")
+    args = parser.parse_args()
+    for tool in ("fiwalk", "mkntfs", "ntfs-3g"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed: 'make apt-test' installs it")
+            return 2
+    work = args.work or Path(tempfile.mkdtemp(prefix="examkit-bench-scan-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        t = time.perf_counter()
+        image = build_image(work, args.seed, args.count, args.big, args.size_mb)
+        print(f"image {image} ({image.stat().st_size / 1e9:.2f} GB) ready in "
+              f"{time.perf_counter() - t:.0f} s")  # fmt: skip
+        with open(image, "rb") as fh:  # page cache warm for both tools
+            while fh.read(16 << 20):
+                pass
+        limit, cores = hashing_limit()
+        env = dict(os.environ, EXAMKIT_HASHSETS=str(work / "library"))
+        (work / "library").mkdir(exist_ok=True)
+        rows = []
+        xml = work / "fiwalk.xml"
+        xml.unlink(missing_ok=True)
+        rows.append(("fiwalk -X (md5, sha1)", *measure(["fiwalk", "-X", str(xml), str(image)])))
+        results = {}
+        for label, extra in (
+            ("examkit scan --no-verify", ["--no-verify"]),
+            ("examkit scan (default: + media verified at start and end)", []),
+        ):
+            case = work / "case.sqlite"
+            for leftover in work.glob("case.sqlite*"):
+                leftover.unlink()
+            out = work / "scan.json"
+            wall, rss = measure([EXAMKIT, "scan", str(image), "--case", str(case), "--json",
+                                 *extra], env, out)  # fmt: skip
+            results[label] = json.loads(out.read_text())
+            rows.append((label, wall, rss))
+        fiwalk_wall = rows[0][1]
+        print(
+            f"\n{cores} cores; hashing limit (md5+sha1+sha256, all cores): {limit / 1e6:.0f} MB/s"
+        )
+        print(f"{'':58} {'wall':>8} {'ratio':>7} {'peak RSS':>10}")
+        for label, wall, rss in rows:
+            print(f"{label:58} {wall:7.2f}s {wall / fiwalk_wall:6.2f}x {rss / 1024:8.0f} MiB")
+        scan = results["examkit scan --no-verify"]["evidence"][0]
+        wall = rows[1][1]
+        files = scan["files"]
+        print(f"\nexamkit --no-verify: {scan['bytes_hashed'] / 1e9:.2f} GB in {files:,} streams;"
+              f" {scan['bytes_hashed'] / wall / 1e6:.0f} MB/s ="
+              f" {scan['bytes_hashed'] / wall / limit:.0%} of the hashing limit;"
+              f" {wall / files * 1000:.2f} ms per stream (whole run / streams)")  # fmt: skip
+        print("targets: ratio <= 0.50x; >= 80% of the limit; < 0.3 ms per small file; < 400 MiB")
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
