@@ -49,8 +49,9 @@ def exact_path(row: dict[str, Any]) -> str | bytes:
 
     ``path`` keeps a bad byte as the text ``\\xNN``, which the gate would show
     with its backslash escaped; from ``path_bytes`` the gate shows ``\\xNN``.
-    A stream row's ``path_bytes`` may lack the ``:stream`` suffix its ``path``
-    has; the bytes are used only when they give the same text.
+    In cases written by examkit before this was fixed, a stream row's
+    ``path_bytes`` lacks the ``:stream`` suffix of its ``path``; the bytes are
+    used only when they give the same text.
     """
     text = str(row.get("path") or "")
     raw = row.get("path_bytes")

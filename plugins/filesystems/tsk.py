@@ -224,11 +224,14 @@ class TskFileSystem(FileSystemHandle):
             )  # fmt: skip
         for n, attr in enumerate(streams, start=1):
             stream_name = _attr_name(attr) or ""
+            # exact bytes of "path:stream" when either part is not UTF-8 (else NULL)
+            full = (common["path_bytes"] or path_text.encode()) + b":" + (attr.info.name or b"rsrc")
             yield FileEntry(
                 seq=seq + n, stream=stream_name if int(attr.info.type) != HFS_RSRC else "rsrc",
                 attr_type=int(attr.info.type), attr_id=int(attr.info.id),
                 size=int(attr.info.size), status=status(True), error=realloc_note,
-                **{**common, "path": f"{path_text}:{stream_name or 'rsrc'}"},
+                **{**common, "path": f"{path_text}:{stream_name or 'rsrc'}",
+                   "path_bytes": decode_name(full)[1]},
             )  # fmt: skip
 
     def _with_meta(self, f: Any) -> Any:
