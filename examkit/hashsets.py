@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import getpass
-import hashlib
 import json
 import os
 import re
@@ -24,16 +23,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .categories import load_profile
 from .clock import utc_now
 from .errors import UsageError
 from .hashdb import INDEX_FORMAT, MANIFEST, HashSetIndex
-from .hashdb_write import IndexWriter
 from .hashformat import HEAD_BYTES, HashSetError, HashSetFormat
-from .models import HashSetInfo
+
+if TYPE_CHECKING:  # imported where used: a lookup needs neither (process start time)
+    from .models import HashSetInfo
 
 ENV = "EXAMKIT_HASHSETS"
 KINDS = {"known-bad": "known_bad", "known-good": "known_good"}
@@ -80,17 +79,21 @@ class Library:
             found.append(_info(folder))
         return found
 
-    def get(self, name: str) -> HashSetInfo:
+    def folder(self, name: str) -> Path:
+        """The folder of the set called ``name`` (it must exist)."""
         folder = self.path / name
         if not _NAME.match(name) or not (folder / MANIFEST).is_file():
             raise UsageError(
                 f"no hash set named {name!r} in {self.path}",
                 "'examkit hashset list' shows the sets; import one with 'examkit hashset import'",
             )
-        return _info(folder)
+        return folder
+
+    def get(self, name: str) -> HashSetInfo:
+        return _info(self.folder(name))
 
     def open(self, name: str) -> HashSetIndex:
-        return HashSetIndex(Path(self.get(name).path))
+        return HashSetIndex(self.folder(name))
 
     def select(self, names: list[str] | None) -> list[HashSetInfo]:
         """The named sets (each must exist), or every set when ``names`` is None."""
@@ -125,6 +128,9 @@ class Library:
         description: str | None = None,
     ) -> ImportResult:
         """Compile ``source`` into the library as ``name`` (see the module doc)."""
+        from .categories import load_profile
+        from .hashdb_write import IndexWriter
+
         started = time.monotonic()
         kind = normalise_kind(kind)
         if not _NAME.match(name):
@@ -236,6 +242,8 @@ def detect_format(source: Path, formats: list[HashSetFormat]) -> HashSetFormat:
 
 
 def _info(folder: Path) -> HashSetInfo:
+    from .models import HashSetInfo
+
     try:
         m = json.loads((folder / MANIFEST).read_text("utf-8"))
     except (OSError, ValueError) as exc:
@@ -267,6 +275,8 @@ def info_dict(info: HashSetInfo) -> dict[str, Any]:
 
 
 def _sha256(path: Path) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 24):

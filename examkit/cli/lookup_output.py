@@ -41,18 +41,17 @@ def run_lookup(
             data += b"\n" + from_file.read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {from_file}: {exc.strerror}", "check the path") from exc
-    library = Library(folder)
-    info = library.get(name)
-    index = library.open(name)
+    index = Library(folder).open(name)
+    set_name, kind = index.manifest["name"], index.manifest["kind"]
     hits = lookup_lines(index, data)
     if hits.given == 0:
         raise UsageError("no hashes given", "give hashes as arguments or with --file")
-    hide = info.kind == "known_bad" and not show_names
+    hide = kind == "known_bad" and not show_names
     fast = None if as_json else _tsv(index, hits, data, hide)
     if fast is not None:
         sys.stdout.buffer.write(fast)
         sys.stdout.buffer.flush()
-        _summary(info.name, hits)
+        _summary(set_name, hits)
         return 0 if len(hits.lines) else 1
     names, sizes, metas = index.columns(hits.entries.tolist())
     lowered = data.lower()
@@ -75,7 +74,7 @@ def run_lookup(
                 hexes, algorithms, hits.entries.tolist(), names, sizes, metas, strict=True
             )
         ]
-        doc = {"set": info.name, "given": hits.given, "found": found, "invalid": hits.invalid}
+        doc = {"set": set_name, "given": hits.given, "found": found, "invalid": hits.invalid}
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=True, sort_keys=True) + "\n")
         sys.stdout.flush()
     else:
@@ -89,12 +88,12 @@ def run_lookup(
             )
         )
         out.flush()
-        _summary(info.name, hits)
+        _summary(set_name, hits)
     return 0 if len(hits.lines) else 1
 
 
 def _summary(name: str, hits: LineHits) -> None:
-    found = len(np.unique(hits.lines))
+    found = int(np.count_nonzero(np.diff(hits.lines))) + 1 if len(hits.lines) else 0  # sorted
     sys.stderr.write(f"{found:,} of {hits.given:,} given hashes are in {safe_text(name)}\n")
     if hits.invalid:
         sys.stderr.write(f"{hits.invalid:,} values are not MD5, SHA-1 or SHA-256 hex\n")
