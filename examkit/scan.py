@@ -349,7 +349,12 @@ def _hash_pending(
                 unit = in_flight.pop(future)
                 try:
                     results = future.result()
-                except BrokenProcessPool as exc:
+                except Exception as exc:
+                    # a local worker that died, or a unit that killed every cluster worker
+                    # it was given to (Dask's KilledWorker, after its allowed failures)
+                    if not (isinstance(exc, BrokenProcessPool)
+                            or type(exc).__name__ == "KilledWorker"):  # fmt: skip
+                        raise
                     raise EvidenceError(
                         "a worker process died while reading the evidence",
                         "run again with --resume; what was hashed is kept",

@@ -64,3 +64,95 @@ def test_path_map() -> None:
     )
     assert map_path("/mnt/evidence2/x", mapping) == "/mnt/evidence2/x"  # a prefix, not a match
     assert map_path("/a", mapping) == "/b"
+
+
+def test_unit_of_a_lost_worker_is_resubmitted(
+    cluster: object, fixture_images: Path, tmp_path: Path
+) -> None:
+    """A worker process that dies while hashing a unit: the scheduler runs the unit again on
+    another worker and the scan still equals the local one."""
+    image = fixture_images / "ntfs.raw"
+    local_case, cluster_case = tmp_path / "local.sqlite", tmp_path / "cluster.sqlite"
+    scan(local_case, [image], options=ScanOptions(workers=2, confirm_media=False))
+    marker = str(tmp_path / "a-worker-died")
+
+    def die_once_in_a_unit() -> None:  # runs in every worker process (by value, a closure)
+        import os
+
+        from examkit import worker
+
+        original = worker.hash_unit
+
+        def hash_unit(unit: object) -> object:
+            try:  # the first unit to get here, on whichever worker, kills its process
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return original(unit)  # type: ignore[arg-type]
+            os._exit(1)
+
+        worker.hash_unit = hash_unit  # type: ignore[assignment]
+
+    client = distributed.Client(cluster.scheduler_address)  # type: ignore[attr-defined]
+    try:
+        client.run(die_once_in_a_unit)
+        options = ScanOptions(cluster=cluster.scheduler_address, confirm_media=False)  # type: ignore[attr-defined]
+        summary = scan(cluster_case, [image], options=options)
+    finally:
+        client.restart()  # fresh workers (the patch gone) for any later test
+        client.close()
+    assert Path(marker).exists(), "no worker was killed: the test proved nothing"
+    assert summary.status == "complete"
+    skip = frozenset({"file_id", "evidence_id", "run_id", "volume_id", "filesystem_id"})
+    assert comparable_rows(cluster_case, skip) == comparable_rows(local_case, skip)
+
+
+def test_unit_that_kills_every_worker_fails_the_evidence_not_the_parent(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    """When the scheduler gives up on a unit (KilledWorker), the evidence item is recorded as
+    failed with a one-line reason, the run ends ``failed`` and what was written stays."""
+    import dask
+
+    marker = str(tmp_path / "a-worker-died")
+
+    def die_once_in_a_unit() -> None:
+        import os
+
+        from examkit import worker
+
+        original = worker.hash_unit
+
+        def hash_unit(unit: object) -> object:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return original(unit)  # type: ignore[arg-type]
+            os._exit(1)
+
+        worker.hash_unit = hash_unit  # type: ignore[assignment]
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=50,
+        ) as strict,
+        distributed.Client(strict) as client,
+    ):
+        client.run(die_once_in_a_unit)
+        options = ScanOptions(cluster=strict.scheduler_address, confirm_media=False)
+        summary = scan(tmp_path / "c.sqlite", [fixture_images / "ntfs.raw"], options=options)
+    assert Path(marker).exists()
+    assert summary.status == "failed"
+    from examkit.case import Case
+
+    with Case.open(tmp_path / "c.sqlite") as case:
+        row = case.conn.execute("SELECT scan_status FROM evidence").fetchone()
+        failed = case.conn.execute(
+            "SELECT details FROM custody_log WHERE action = 'evidence_failed'"
+        ).fetchone()
+    assert row[0] == "failed"
+    assert "worker process died" in failed[0]
