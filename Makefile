@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 APT_RUNTIME = libmagic1
 APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils
 
-.PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large apt-runtime apt-test clean
+.PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large bench-memory apt-runtime apt-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +47,13 @@ samples: $(STAMP)
 	$(BIN)/python hashsets/make_samples.py
 
 # Benchmarks print figures and ratios against the peer tools (docs/benchmarks.md).
-bench: bench-hashsets bench-scan
+bench: bench-hashsets bench-scan bench-memory
 
 bench-scan: apt-test $(STAMP)
 	$(BIN)/python benchmarks/scan_vs_fiwalk.py
+
+bench-memory: apt-test $(STAMP)
+	$(BIN)/python benchmarks/scan_memory.py
 
 bench-hashsets: apt-test $(STAMP)
 	$(BIN)/python benchmarks/hashsets.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -32,3 +33,51 @@ def measure(cmd: list[str], env: dict[str, str] | None = None, stdout: Path | No
     if rc not in (0, 1):  # lookup exits 1 when nothing is found
         raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}")
     return wall, rss
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc/PID/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size of one process (shared pages split between their users)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def measure_tree(cmd: list[str], env: dict[str, str] | None = None, stdout: Path | None = None,
+                 interval: float = 0.1) -> tuple[float, int, int]:  # fmt: skip
+    """Wall seconds, peak total PSS (KiB) of the command and every process it starts (the
+    whole scan: parent and workers, sampled every ``interval`` s), and the peak of that
+    total's largest process."""
+    import time
+
+    os.sync()
+    out = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115
+    started = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
+    peak_total = peak_one = 0
+    while child.poll() is None:
+        sizes = [_pss_kib(p) for p in _tree(child.pid)]
+        peak_total = max(peak_total, sum(sizes))
+        peak_one = max(peak_one, max(sizes, default=0))
+        time.sleep(interval)
+    wall = time.perf_counter() - started
+    if stdout:
+        out.close()  # type: ignore[union-attr]
+    if child.returncode != 0:
+        raise SystemExit(f"command failed ({child.returncode}): {' '.join(cmd)}")
+    return wall, peak_total, peak_one
