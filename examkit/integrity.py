@@ -9,7 +9,11 @@ with the chain and the signatures. A row changed, added or deleted behind
 examkit's back makes the digests differ, and the table that differs is named.
 
 Digest of a table: SHA-256 over the UTF-8 of each row's canonical JSON array
-(columns in table order, BLOBs as lowercase hex), one row per line.
+(columns in table order, BLOBs as lowercase hex), one row per line. A state
+records how many columns it covers: a later schema migration only appends
+columns (``ALTER TABLE ... ADD COLUMN``), so an older state is checked over its
+own columns, and the appended ones must still be empty (NULL) until the next
+state is recorded.
 """
 
 from __future__ import annotations
@@ -28,19 +32,27 @@ TABLES = {
     "hashsets": "hashset_id",
     "matches": "match_id",
 }
+# columns of each table at schema version 3, for states recorded before they counted columns
+LEGACY_COLUMNS = {"evidence": 21, "volumes": 10, "filesystems": 12, "files": 34, "hashsets": 17,
+                  "matches": 22}  # fmt: skip
 PAGE = 20_000
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    columns = []
-    for _cid, name, kind, *_rest in conn.execute(f"PRAGMA table_info({table})"):
-        columns.append(f"lower(hex({name}))" if kind.upper() == "BLOB" else name)
-    return columns
+def _names(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+    return [(name, kind) for _cid, name, kind, *_r in conn.execute(f"PRAGMA table_info({table})")]
 
 
-def table_digest(conn: sqlite3.Connection, table: str) -> tuple[str, int]:
-    """``(sha256, rows)`` of one result table.
+def _columns(conn: sqlite3.Connection, table: str, count: int | None = None) -> list[str]:
+    """The first ``count`` columns (all by default) as SQL expressions for the digest."""
+    return [
+        f"lower(hex({name}))" if kind.upper() == "BLOB" else name
+        for name, kind in _names(conn, table)[:count]
+    ]
+
+
+def table_digest(conn: sqlite3.Connection, table: str, count: int | None = None) -> tuple[str, int]:
+    """``(sha256, rows)`` of one result table (over its first ``count`` columns if given).
 
     SQLite's ``json_array`` writes each row's canonical JSON (the same text as
     :func:`row_json`, ~2.5x faster than encoding in Python; a test holds them equal).
@@ -48,7 +60,7 @@ def table_digest(conn: sqlite3.Connection, table: str) -> tuple[str, int]:
     digest = hashlib.sha256()
     rows = 0
     cursor = conn.execute(
-        f"SELECT json_array({', '.join(_columns(conn, table))}) FROM {table}"
+        f"SELECT json_array({', '.join(_columns(conn, table, count))}) FROM {table}"
         f" ORDER BY {TABLES[table]}"
     )
     while page := cursor.fetchmany(PAGE):
@@ -70,7 +82,7 @@ def state_digest(conn: sqlite3.Connection) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for table in TABLES:
         sha256, rows = table_digest(conn, table)
-        state[table] = {"sha256": sha256, "rows": rows}
+        state[table] = {"sha256": sha256, "rows": rows, "columns": len(_names(conn, table))}
     return state
 
 
@@ -91,13 +103,22 @@ def state_differences(conn: sqlite3.Connection) -> tuple[int | None, list[str]]:
     if recorded is None:
         return None, []
     seq, state = recorded
-    current = state_digest(conn)
     problems = []
     for table in TABLES:
-        was, now = state.get(table), current[table]
+        was = state.get(table)
         if was is None:
             continue  # recorded before this table existed
-        if was != now:
+        count = int(was.get("columns", LEGACY_COLUMNS[table]))
+        sha256, rows = table_digest(conn, table, count)
+        now = {"sha256": sha256, "rows": rows}
+        for name, _kind in _names(conn, table)[count:]:  # appended by a later migration
+            (filled,) = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE {name} IS NOT NULL"
+            ).fetchone()
+            if filled:
+                problems.append(f"table {table} column {name} was filled after custody entry "
+                                f"{seq} ({filled} rows)")  # fmt: skip
+        if {k: was[k] for k in ("sha256", "rows")} != now:
             change = (
                 f"{was['rows']} -> {now['rows']} rows"
                 if was["rows"] != now["rows"]

@@ -232,3 +232,39 @@ def test_sqlite_and_python_write_the_same_canonical_rows(
         python = hashlib.sha256("".join(r + "\n" for r in row_json(conn, table)).encode())
         assert table_digest(conn, table)[0] == python.hexdigest(), table
     conn.close()
+
+
+def test_a_case_recorded_before_a_migration_still_verifies_and_new_columns_are_guarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """States recorded by a schema-3 examkit (digests over the schema-3 columns, no column
+    count) still hold once migrations have appended columns; a value written into an
+    appended column behind examkit's back is caught."""
+    import gzip
+
+    from examkit import integrity
+    from examkit.verification import verify_case
+
+    def schema_3_state(conn: sqlite3.Connection) -> dict[str, object]:
+        return {
+            table: dict(zip(("sha256", "rows"),
+                            integrity.table_digest(conn, table, columns), strict=True))
+            for table, columns in integrity.LEGACY_COLUMNS.items()
+        }  # fmt: skip
+
+    for module in ("examkit.case", "examkit.runs", "examkit.intake"):
+        monkeypatch.setattr(f"{module}.state_digest", schema_3_state)
+    image = tmp_path / "fat16.raw"
+    image.write_bytes(gzip.decompress((FIXTURES / "fat16.raw.gz").read_bytes()))
+    path = tmp_path / "case.sqlite"
+    code, _out, err = run(capsys, "scan", str(image), "--case", str(path), "--no-perceptual")
+    assert code == 0, err
+    monkeypatch.undo()
+    assert verify_case(path).ok
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE files SET pdq = 'ff' WHERE file_id = (SELECT min(file_id) FROM files)")
+    conn.commit()
+    conn.close()
+    report = verify_case(path)
+    assert not report.ok
+    assert any("column pdq was filled" in p for p in report.problems), report.problems
