@@ -3,15 +3,16 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-# Debian packages: libmagic for python-magic; TSK (fls, icat, hfind, fiwalk), ewf-tools and
+# Debian packages: libmagic for python-magic, g++ to build pdqhash (Meta's PDQ); TSK (fls, icat, hfind, fiwalk), ewf-tools and
 # hashdeep are the independent oracles the tests compare against; ntfs-3g builds fresh NTFS
 # images; chromium renders the HTML report and poppler-utils' pdftotext reads the PDF one.
-APT_RUNTIME = libmagic1
+APT_RUNTIME = libmagic1 g++
 APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils
 
 .PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large bench-memory apt-runtime apt-test clean
 
 $(STAMP): pyproject.toml
+	@./.ci/apt-ensure $(APT_RUNTIME)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -40,6 +41,7 @@ test: lint typecheck unit
 
 fixtures:
 	tests/fixtures/build_images.sh
+	$(BIN)/python tests/fixtures/build_perceptual_image.py
 	$(BIN)/python tests/fixtures/hashsets/make_known_bad_sets.py
 	$(BIN)/python tests/fixtures/hashsets/make_nsrl_sets.py
 

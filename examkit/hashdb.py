@@ -9,6 +9,10 @@ One folder per set::
     names.bin/names.spans  optional: entry i's name is bin[spans[i,0]:spans[i,1]]
     sizes.i64              optional: entry sizes, -1 unknown
     meta.bin/meta.spans    optional: entry metadata as JSON
+    pdq.vectors            optional: N x 32 bytes of PDQ hashes, in entry order (likewise
+                           phash x 8), with pdq.vector_entries (N x uint32) and the
+                           multi-index tables pdq.mih_offsets / pdq.mih_positions
+                           (``examkit.nearmatch``) for searches by Hamming distance
 
 Lookups are vectorised: a batch of query digests is searched in the sorted
 array with ``numpy.searchsorted`` (binary search in C over the mapped file),
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .hashformat import DIGESTS
+from .hashformat import DIGESTS, PERCEPTUAL
 
 MANIFEST = "manifest.json"
 INDEX_FORMAT = 1
@@ -90,6 +94,7 @@ class HashSetIndex:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.manifest: dict[str, Any] = json.loads((self.folder / MANIFEST).read_text("utf-8"))
+        self._near_cache: dict[str, tuple[Any, np.ndarray] | None] = {}
 
     @property
     def algorithms(self) -> list[str]:
@@ -155,6 +160,32 @@ class HashSetIndex:
         candidates = np.flatnonzero(right > left)
         same = table[left[candidates]] == queries[candidates]
         return left, right, candidates[same]
+
+    def near(self, algorithm: str, queries: np.ndarray, threshold: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Perceptual search: ``(query_rows, entries, distances)`` of every entry whose
+        ``algorithm`` hash (``pdq`` or ``phash``) is within ``threshold`` bits of a query
+        (rows of raw hash bytes), nearest first for each query."""
+        empty = (np.zeros(0, np.intp), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        tables = self._near(algorithm)
+        if tables is None or len(queries) == 0:
+            return empty
+        index, entries = tables
+        rows, refs, distances = index.search(queries, threshold)
+        return rows, entries[refs].astype(np.int64), distances.astype(np.int64)
+
+    def _near(self, algorithm: str) -> tuple[Any, np.ndarray] | None:
+        if algorithm not in self._near_cache:
+            from .nearmatch import load
+
+            loaded = None
+            if algorithm in self.manifest["algorithms"]:
+                index = load(self.folder, algorithm, PERCEPTUAL[algorithm])
+                if index is not None:
+                    entries = _map(self.folder / f"{algorithm}.vector_entries", np.dtype("<u4"))
+                    loaded = (index, entries)
+            self._near_cache[algorithm] = loaded
+        return self._near_cache[algorithm]
 
     def _column(self, stem: str) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
         if not self.manifest["columns"].get(stem):

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .hashdb import digest_dtype, prefixes
-from .hashformat import DIGESTS, MalformedInput
+from .hashformat import DIGESTS, PERCEPTUAL, MalformedInput
 
 FLUSH_ENTRIES = 65536  # entries buffered by ``add`` before they become arrays
 SPILL_BYTES = 192 << 20  # digest bytes per algorithm held in memory before spilling
@@ -238,6 +238,9 @@ class IndexWriter:
         self._sizes: BinaryIO | None = None
         self._sizes_before = 0
         self._buffer: list[tuple[dict[str, bytes], bytes | None, int, bytes | None]] = []
+        # perceptual vectors stay in memory (32 bytes a PDQ entry) until finish builds the
+        # multi-index tables of examkit.nearmatch
+        self._vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {a: [] for a in PERCEPTUAL}
 
     # -- EntrySink -------------------------------------------------------
     def add(
@@ -250,12 +253,15 @@ class IndexWriter:
         size: int | None = None,
         meta: Mapping[str, Any] | None = None,
         line: int | None = None,
+        pdq: str | bytes | None = None,
+        phash: str | bytes | None = None,
     ) -> bool:
         digests: dict[str, bytes] = {}
-        for algorithm, value in (("md5", md5), ("sha1", sha1), ("sha256", sha256)):
+        for algorithm, value in (("md5", md5), ("sha1", sha1), ("sha256", sha256), ("pdq", pdq),
+                                 ("phash", phash)):  # fmt: skip
             if value is None or value == "" or value == b"":
                 continue
-            raw = _raw_digest(value, DIGESTS[algorithm])
+            raw = _raw_digest(value, DIGESTS.get(algorithm) or PERCEPTUAL[algorithm])
             if raw is None:
                 self.malformed(line, f"not a valid {algorithm} digest", _short(value))
                 return False
@@ -332,6 +338,12 @@ class IndexWriter:
             if rows:
                 raw = np.frombuffer(b"".join(r[1] for r in rows), dtype=f"S{width}")
                 self._digests[algorithm].add(raw, np.array([base + r[0] for r in rows]))
+        for algorithm, width in PERCEPTUAL.items():
+            rows = [(i, d[algorithm]) for i, (d, *_rest) in enumerate(buffer) if algorithm in d]
+            if rows:
+                raw = np.frombuffer(b"".join(r[1] for r in rows), np.uint8).reshape(-1, width)
+                numbers = np.array([base + r[0] for r in rows], dtype=np.uint32)
+                self._vectors[algorithm].append((raw, numbers))
         for column, values in (
             (self._names, [row[1] or b"" for row in buffer]),
             (self._meta, [row[3] or b"" for row in buffer]),
@@ -353,12 +365,30 @@ class IndexWriter:
             if digests.count:
                 unique = digests.finish()
                 self.stats.algorithms[algorithm] = {"count": digests.count, "unique": unique}
+        for algorithm, parts in self._vectors.items():
+            if parts:
+                self.stats.algorithms[algorithm] = _write_vectors(self.folder, algorithm, parts)
         self.stats.columns = {
             "names": self._names.used,
             "meta": self._meta.used,
             "sizes": self._sizes is not None,
         }
         return self.stats
+
+
+def _write_vectors(
+    folder: Path, algorithm: str, parts: list[tuple[np.ndarray, np.ndarray]]
+) -> dict[str, int]:
+    """Perceptual vectors with their entry numbers, and the multi-index tables over them;
+    returns their count and how many are distinct."""
+    from .nearmatch import NearIndex, save
+
+    vectors = np.concatenate([p[0] for p in parts])
+    entries = np.concatenate([p[1] for p in parts]).astype("<u4")
+    save(NearIndex.build(vectors), folder, algorithm)
+    entries.tofile(folder / f"{algorithm}.vector_entries")
+    unique = len(np.unique(vectors.view(f"V{vectors.shape[1]}").ravel()))
+    return {"count": len(vectors), "unique": unique}
 
 
 def _raw_digest(value: str | bytes, width: int) -> bytes | None:

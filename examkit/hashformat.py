@@ -27,6 +27,8 @@ HEAD_BYTES = 65536  # what ``detect`` sees of each file
 # digest name -> raw length in bytes
 DIGESTS: dict[str, int] = {"md5": 16, "sha1": 20, "sha256": 32}
 BY_HEX_LENGTH: dict[int, str] = {2 * n: name for name, n in DIGESTS.items()}
+# perceptual hashes a set may carry (matched by distance, not equality): name -> bytes
+PERCEPTUAL: dict[str, int] = {"pdq": 32, "phash": 8}
 
 
 class HashSetError(ExamkitError):
@@ -52,8 +54,13 @@ class EntrySink(Protocol):
         size: int | None = None,
         meta: Mapping[str, Any] | None = None,
         line: int | None = None,
+        pdq: str | bytes | None = None,
+        phash: str | bytes | None = None,
     ) -> bool:
         """Add one entry. Digests are hex (any case, surrounding blanks ignored) or raw bytes.
+
+        ``pdq`` (64 hex digits) and ``phash`` (16) are perceptual hashes, matched
+        by Hamming distance; an entry may carry only those.
 
         An entry without any valid digest, or with a digest of the wrong length,
         is reported as malformed (with ``line``) and ``False`` is returned.

@@ -41,6 +41,11 @@ def register_hashers(register: Register) -> None:
 
 
 @hookspec
+def register_image_hashers(register: Register) -> None:
+    """Register perceptual image hashes (``examkit.perceptual.ImageHasher``)."""
+
+
+@hookspec
 def register_hashset_formats(register: Register) -> None:
     """Register hash-set file loaders (``examkit.hashformat.HashSetFormat``)."""
 

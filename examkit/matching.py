@@ -1,10 +1,14 @@
-"""Exact matching of recorded file digests against compiled hash sets, in bulk.
+"""Matching of recorded file hashes against compiled hash sets, in bulk.
 
-Digests of a batch of files are looked up set by set and algorithm by
-algorithm with one vectorised search each (``HashSetIndex.lookup``); results
-go to the case's ``matches`` table and the ``flagged`` / ``known_good`` marks
-on ``files``. Matching is idempotent: a (file, set, algorithm, entry) pair is
-recorded once however often it is matched.
+Exact: digests of a batch of files are looked up set by set and algorithm by
+algorithm with one vectorised search each (``HashSetIndex.lookup``).
+Near (perceptual): PDQ hashes of quality >= ``NearOptions.pdq_min_quality``
+within ``pdq_threshold`` bits, and pHash within ``phash_threshold`` bits, found
+with the multi-index search of ``examkit.nearmatch``; a near match records its
+distance, and an entry a file already matches exactly is not matched again by
+distance (exact wins). Results go to the case's ``matches`` table and the
+``flagged`` / ``known_good`` marks on ``files``. Matching is idempotent: a
+(file, set, algorithm, entry) pair is recorded once however often it is matched.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from . import custody
 from .case import Case, dumps
 from .categories import describe
 from .clock import utc_now
 from .hashdb import EntryRecord, HashSetIndex, hex_to_array
-from .hashformat import DIGESTS
+from .hashformat import DIGESTS, PERCEPTUAL
 from .models import HashSetInfo, MatchCounts
 
 PAGE = 50_000
@@ -39,9 +45,34 @@ class CaseSet:
     index: HashSetIndex
 
 
-# (file_id, size, md5, sha1, sha256) of a hashed stream
-FileDigests = tuple[int, int | None, str | None, str | None, str | None]
-_POSITION = {"md5": 2, "sha1": 3, "sha256": 4}
+class FileDigests(NamedTuple):
+    """What matching needs of one hashed stream."""
+
+    file_id: int
+    size: int | None
+    md5: str | None
+    sha1: str | None
+    sha256: str | None
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    phash: str | None = None
+
+
+_POSITION = {"md5": 2, "sha1": 3, "sha256": 4, "pdq": 5, "phash": 7}
+NEAR_PER_FILE = 16  # near matches kept per file, set and algorithm: the nearest
+
+
+@dataclass(frozen=True)
+class NearOptions:
+    """Thresholds of perceptual matching (Hamming distances, inclusive)."""
+
+    pdq_threshold: int = 31  # of 256 bits: PDQ's own recommended match threshold
+    pdq_min_quality: int = 50  # PDQ hashes of flatter images are not matched
+    phash_threshold: int = 8  # of 64 bits
+    enabled: bool = True
+
+    def threshold(self, algorithm: str) -> int:
+        return self.pdq_threshold if algorithm == "pdq" else self.phash_threshold
 
 
 def use_sets(
@@ -97,8 +128,9 @@ def use_sets(
 class Matcher:
     """Looks up batches of file digests in every set and builds ``matches`` rows."""
 
-    def __init__(self, sets: Sequence[CaseSet]) -> None:
+    def __init__(self, sets: Sequence[CaseSet], near: NearOptions | None = None) -> None:
         self.sets = list(sets)
+        self.near = near or NearOptions()
         self._entries: dict[tuple[int, int], EntryRecord] = {}
 
     def __bool__(self) -> bool:
@@ -119,6 +151,39 @@ class Matcher:
                 for q, entry in zip(q_pos.tolist(), entries.tolist(), strict=True):
                     f = files[int(valid[q])]
                     out.append(self._row(case_set, algorithm, f, entry, run_id, now))
+        if self.near.enabled:
+            out.extend(self._near_rows(files, run_id, now, {(r[0], r[1], r[5]) for r in out}))
+        return out
+
+    def _near_rows(
+        self, files: Sequence[FileDigests], run_id: int | None, now: str,
+        exact: set[tuple[int, int, int]],
+    ) -> list[tuple[Any, ...]]:  # fmt: skip
+        """Perceptual matches; ``exact`` holds the (file, set, entry) already matched exactly."""
+        out: list[tuple[Any, ...]] = []
+        for algorithm, width in PERCEPTUAL.items():
+            picked = [
+                f for f in files
+                if f[_POSITION[algorithm]] and len(str(f[_POSITION[algorithm]])) == 2 * width
+                and (algorithm != "pdq" or (f.pdq_quality or 0) >= self.near.pdq_min_quality)
+            ]  # fmt: skip
+            if not picked:
+                continue
+            raw = bytes.fromhex("".join(str(f[_POSITION[algorithm]]) for f in picked))
+            queries = np.frombuffer(raw, np.uint8).reshape(-1, width)
+            threshold = self.near.threshold(algorithm)
+            for case_set in self.sets:
+                rows, entries, distances = case_set.index.near(algorithm, queries, threshold)
+                kept: dict[int, int] = {}
+                for q, entry, distance in zip(rows.tolist(), entries.tolist(),
+                                              distances.tolist(), strict=True):  # fmt: skip
+                    f = picked[q]
+                    if (f.file_id, case_set.hashset_id, entry) in exact:
+                        continue
+                    if kept.get(q, 0) >= NEAR_PER_FILE:  # nearest first: the rest are farther
+                        continue
+                    kept[q] = kept.get(q, 0) + 1
+                    out.append(self._row(case_set, algorithm, f, entry, run_id, now, distance))
         return out
 
     def _entry(self, case_set: CaseSet, entry: int) -> EntryRecord:
@@ -137,6 +202,7 @@ class Matcher:
         entry: int,
         run_id: int | None,
         now: str,
+        distance: int = 0,
     ) -> tuple[Any, ...]:
         record = self._entry(case_set, entry)
         meta = dict(record.meta)
@@ -155,7 +221,7 @@ class Matcher:
             _flag(meta.get("offender_identified")), _flag(meta.get("is_distributed")),
             None if meta.get("media_id") is None else str(meta["media_id"]), name, record.size,
             size_matches, json.dumps(rest, sort_keys=True, ensure_ascii=False) if rest else None,
-            run_id, now,
+            run_id, now, distance,
         )  # fmt: skip
 
 
@@ -166,8 +232,8 @@ def _flag(value: Any) -> int | None:
 _INSERT = (
     "INSERT OR IGNORE INTO matches (file_id, hashset_id, kind, algorithm, digest, entry, alert,"
     " category, category_label, series, victim_identified, offender_identified, is_distributed,"
-    " media_id, entry_name, entry_size, size_matches, metadata, run_id, matched_utc)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " media_id, entry_name, entry_size, size_matches, metadata, run_id, matched_utc, distance)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -215,13 +281,13 @@ def hashed_files(
         params.append(before_run)
     while True:
         page = case.conn.execute(
-            f"SELECT file_id, bytes_read, md5, sha1, sha256 FROM files WHERE {where}"
-            f" ORDER BY file_id LIMIT {PAGE}",
+            f"SELECT file_id, bytes_read, md5, sha1, sha256, pdq, pdq_quality, phash FROM files"
+            f" WHERE {where} ORDER BY file_id LIMIT {PAGE}",
             [last, *params],
         ).fetchall()
         if not page:
             return
-        yield [tuple(r) for r in page]
+        yield [FileDigests(*r) for r in page]
         last = page[-1][0]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .perceptual import ImageResult
+
 # Read status of a stream in ``files.status``.
 PENDING = "pending"  # listed, not hashed yet
 OK = "ok"  # read fully and hashed
@@ -112,6 +114,7 @@ class WorkUnit:
     container: str
     paths: tuple[str, ...]
     tasks: tuple[StreamTask, ...]
+    perceptual: bool = True  # hash images perceptually (off: --no-perceptual)
 
     @property
     def size(self) -> int:
@@ -129,6 +132,7 @@ class StreamResult:
     mime: str | None = None
     extension_mismatch: int | None = None
     error: str | None = None
+    image: ImageResult | None = None  # perceptual hashes of an image stream
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .errors import PluginError
 from .evidence import Container
 from .hashformat import HashSetFormat
 from .hashing import Hasher
+from .perceptual import ImageHasher
 from .reporting import ReportFormat
 from .walk import FileSystemWalker, VolumeSystem
 
@@ -28,6 +29,7 @@ FIRST_PARTY = (
     "examkit_plugins.volumes.tsk",
     "examkit_plugins.filesystems.tsk",
     "examkit_plugins.hashers.crypto",
+    "examkit_plugins.hashers.perceptual",
     "examkit_plugins.hashsets.encase",
     "examkit_plugins.hashsets.nsrl",
     "examkit_plugins.hashsets.nsrl_rds2",
@@ -35,6 +37,7 @@ FIRST_PARTY = (
     "examkit_plugins.hashsets.icse",
     "examkit_plugins.hashsets.hashkeeper",
     "examkit_plugins.hashsets.text",
+    "examkit_plugins.hashsets.pdq",
     "examkit_plugins.reports.tables",
     "examkit_plugins.reports.dfxml",
     "examkit_plugins.reports.vics_export",
@@ -48,6 +51,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "volume_systems": ("register_volume_systems", VolumeSystem),
     "filesystems": ("register_filesystems", FileSystemWalker),
     "hashers": ("register_hashers", Hasher),
+    "image_hashers": ("register_image_hashers", ImageHasher),
     "hashset_formats": ("register_hashset_formats", HashSetFormat),
     "report_formats": ("register_report_formats", ReportFormat),
 }
@@ -146,6 +150,10 @@ class Registry:
     @property
     def hashers(self) -> list[Hasher]:
         return self.all("hashers")
+
+    @property
+    def image_hashers(self) -> list[ImageHasher]:
+        return self.all("image_hashers")
 
     @property
     def hashset_formats(self) -> list[HashSetFormat]:

@@ -133,7 +133,7 @@ HIT_COLUMNS = (
     "evidence_id", "file_id", "path", "name", "size", "state", "md5", "sha1", "sha256",
     "hashset", "kind", "algorithms", "category", "category_label", "series",
     "victim_identified", "offender_identified", "is_distributed", "media_id", "size_matches",
-    "alert",
+    "alert", "distance",
 )  # fmt: skip
 
 
@@ -155,7 +155,8 @@ def list_hits(
         "SELECT f.evidence_id, f.file_id, f.path, f.name, f.size, f.state, f.md5, f.sha1,"
         " f.sha256, h.name AS hashset, m.kind, group_concat(DISTINCT m.algorithm) AS algorithms,"
         " m.category, m.category_label, m.series, m.victim_identified, m.offender_identified,"
-        " m.is_distributed, m.media_id, m.size_matches, m.alert"
+        " m.is_distributed, m.media_id, m.size_matches, m.alert,"
+        " min(m.distance) AS distance"  # 0 for exact matches
         " FROM matches m JOIN files f ON f.file_id = m.file_id"
         " JOIN hashsets h ON h.hashset_id = m.hashset_id"
         f" WHERE {' AND '.join(where)} GROUP BY m.file_id, m.hashset_id, m.entry"

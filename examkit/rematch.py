@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .case import Case
 from .hashsets import Library
-from .matching import Matcher, match_case, use_sets
+from .matching import Matcher, NearOptions, match_case, use_sets
 from .plugins import registry
 from .runs import check_unchanged, finish_run, start_run
 
@@ -34,6 +34,7 @@ def rematch(
     examiner: str | None = None,
     hashset_dir: Path | None = None,
     argv: Sequence[str] | None = None,
+    near: NearOptions | None = None,
 ) -> RematchSummary:
     """Match every hashed stream in the case against ``hashsets`` (default: all in the library)."""
     started = time.monotonic()
@@ -42,13 +43,14 @@ def rematch(
         case.mark_stale_runs()
         check_unchanged(case)
         evidence_ids = [r[0] for r in case.conn.execute("SELECT evidence_id FROM evidence")]
-        options = {"hashsets": [i.name for i in infos]}
+        near = near or NearOptions()
+        options = {"hashsets": [i.name for i in infos], "near": asdict(near)}
         with case.transaction() as conn:
             run_id = start_run(
                 conn, "match", examiner, argv, options, evidence_ids, registry().versions(),
                 options,
             )  # fmt: skip
-            matcher = Matcher(use_sets(conn, infos, run_id, examiner))
+            matcher = Matcher(use_sets(conn, infos, run_id, examiner), near)
         try:
             counts = match_case(case, matcher, run_id)
         except BaseException as exc:

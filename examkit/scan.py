@@ -22,7 +22,7 @@ from .executors import ClusterExecutor, default_workers, local_executor, map_pat
 from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
-from .matching import Matcher, match_case, use_sets, write_matches
+from .matching import FileDigests, Matcher, NearOptions, match_case, use_sets, write_matches
 from .models import (
     OK,
     EvidenceSummary,
@@ -68,6 +68,8 @@ class ScanOptions:
     path_map: tuple[tuple[str, str], ...] = ()  # (LOCAL, REMOTE) prefixes for cluster workers
     hashsets: tuple[str, ...] | None = None  # None: every set in the library
     hashset_dir: str | None = None  # None: the default library
+    perceptual: bool = True  # PDQ, pHash, dHash of every image (off: --no-perceptual)
+    near: NearOptions = field(default_factory=NearOptions)  # perceptual matching thresholds
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -185,7 +187,7 @@ def _start_run(
             reg.versions(),
             {"resumed_run_id": resumed, "hashsets": [h.name for h in hashsets]},
         )
-        matcher = Matcher(use_sets(conn, hashsets, int(run_id), examiner))
+        matcher = Matcher(use_sets(conn, hashsets, int(run_id), examiner), options.near)
     return int(run_id), matcher
 
 
@@ -276,15 +278,17 @@ def _units(case: Case, item: EvidenceSet, options: ScanOptions) -> Iterator[Work
         tasks.append(task)
         size += task.size
         if size >= options.unit_bytes or len(tasks) >= options.unit_files:
-            yield WorkUnit(item.container.name, paths, tuple(tasks))
+            yield WorkUnit(item.container.name, paths, tuple(tasks), options.perceptual)
             tasks, size = [], 0
     if tasks:
-        yield WorkUnit(item.container.name, paths, tuple(tasks))
+        yield WorkUnit(item.container.name, paths, tuple(tasks), options.perceptual)
 
 
 _UPDATE = (
     "UPDATE files SET status = ?, bytes_read = ?, md5 = ?, sha1 = ?, sha256 = ?, digests = ?,"
-    " mime = ?, extension_mismatch = ?, error = ?, run_id = ? WHERE file_id = ?"
+    " mime = ?, extension_mismatch = ?, error = ?, run_id = ?, pdq = ?, pdq_quality = ?,"
+    " phash = ?, dhash = ?, image_status = ?, image_detail = ?, image_width = ?,"
+    " image_height = ?, image_hashes = ? WHERE file_id = ?"
 )
 
 
@@ -295,24 +299,23 @@ def _write(
     rows = []
     for r in results:
         extra = {k: v for k, v in r.digests.items() if k not in COLUMN_DIGESTS}
+        image = r.image
+        values = dict(image.hashes) if image else {}
+        pdq, quality = values.pop("pdq", (None, None))
+        phash, dhash = values.pop("phash", (None,))[0], values.pop("dhash", (None,))[0]
         rows.append(
             (
-                r.status,
-                r.bytes_read,
-                r.digests.get("md5"),
-                r.digests.get("sha1"),
-                r.digests.get("sha256"),
-                dumps(extra) if extra else None,
-                r.mime,
-                r.extension_mismatch,
-                r.error,
-                run_id,
-                r.file_id,
+                r.status, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
+                r.digests.get("sha256"), dumps(extra) if extra else None, r.mime,
+                r.extension_mismatch, r.error, run_id, pdq, quality, phash, dhash,
+                image.status if image else None, image.detail if image else None,
+                image.width if image else None, image.height if image else None,
+                dumps({k: v[0] for k, v in values.items()}) if values else None, r.file_id,
             )
-        )
+        )  # fmt: skip
     hashed = [
-        (r.file_id, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
-         r.digests.get("sha256"))
+        FileDigests(r.file_id, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
+                    r.digests.get("sha256"), *_perceptual(r))
         for r in results
         if r.status == OK
     ]  # fmt: skip
@@ -320,6 +323,14 @@ def _write(
     with case.transaction() as conn:
         conn.executemany(_UPDATE, rows)
         return write_matches(conn, matches)
+
+
+def _perceptual(r: StreamResult) -> tuple[str | None, int | None, str | None]:
+    """``(pdq, pdq_quality, phash)`` of a result, for near matching."""
+    if r.image is None:
+        return None, None, None
+    pdq, quality = r.image.hashes.get("pdq", (None, None))
+    return pdq, quality, r.image.hashes.get("phash", (None, None))[0]
 
 
 def _hash_pending(

@@ -3,7 +3,7 @@ names and meanings are a contract (docs/case-database.md)."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -169,7 +169,7 @@ CREATE TABLE matches (
     algorithm TEXT NOT NULL,             -- md5 | sha1 | sha256
     digest TEXT NOT NULL,                -- lowercase hex
     entry INTEGER NOT NULL,              -- entry number in the compiled set
-    distance INTEGER NOT NULL DEFAULT 0, -- 0 for exact matches
+    distance INTEGER NOT NULL DEFAULT 0, -- 0 for exact; Hamming distance for pdq / phash
     alert INTEGER NOT NULL,              -- 1: flags the file (known-bad, alerting category)
     category INTEGER,                    -- raw category number from the set
     category_label TEXT,                 -- from the set's category profile
@@ -215,5 +215,19 @@ CREATE TRIGGER signatures_no_update BEFORE UPDATE ON signatures
 BEGIN SELECT RAISE(ABORT, 'signatures is append-only'); END;
 CREATE TRIGGER signatures_no_delete BEFORE DELETE ON signatures
 BEGIN SELECT RAISE(ABORT, 'signatures is append-only'); END;
+""",
+    4: """
+ALTER TABLE files ADD COLUMN pdq TEXT;                 -- PDQ, 64 hex digits
+ALTER TABLE files ADD COLUMN pdq_quality INTEGER;      -- 0-100; below 50 PDQ is not matched
+ALTER TABLE files ADD COLUMN phash TEXT;               -- pHash (imagehash), 16 hex digits
+ALTER TABLE files ADD COLUMN dhash TEXT;               -- dHash (imagehash), 16 hex digits
+ALTER TABLE files ADD COLUMN image_status TEXT;        -- ok | truncated | corrupt | bomb
+                                                       -- | too_large | unsupported | error;
+                                                       -- NULL: not an image
+ALTER TABLE files ADD COLUMN image_detail TEXT;        -- why an image has no perceptual hashes
+ALTER TABLE files ADD COLUMN image_width INTEGER;      -- as stored, before the reduced decode
+ALTER TABLE files ADD COLUMN image_height INTEGER;
+ALTER TABLE files ADD COLUMN image_hashes TEXT;        -- JSON: other image-hasher plugins' values
+CREATE INDEX files_images ON files(evidence_id) WHERE pdq IS NOT NULL OR phash IS NOT NULL;
 """,
 }

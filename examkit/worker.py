@@ -13,8 +13,9 @@ from typing import Any
 
 from .evidence import MediaStream, hash_media, open_media
 from .filetype import detect_mime, extension_mismatch
-from .hashing import StreamDigest
+from .hashing import HEAD_SIZE, StreamDigest
 from .models import ERROR, OK, SHORT, StreamResult, WorkUnit
+from .perceptual import IMAGE_MIMES, MAX_IMAGE_BYTES, TOO_LARGE, ImageResult, hash_image
 from .plugins import registry
 from .walk import FileSystemHandle
 
@@ -64,21 +65,38 @@ def _message(exc: BaseException) -> str:
 
 
 def hash_unit(unit: WorkUnit) -> list[StreamResult]:
-    """Read and hash every stream of a unit; a failing stream is recorded, not raised."""
+    """Read and hash every stream of a unit; a failing stream is recorded, not raised.
+
+    One read per stream: the chunks feed every digest, the first bytes give the
+    type, and an image's chunks are also kept (up to ``MAX_IMAGE_BYTES``) to be
+    decoded once for the perceptual hashes.
+    """
     media = _media(unit.container, unit.paths)
     hashers = registry().hashers
+    image_hashers = registry().image_hashers if unit.perceptual else []
     results: list[StreamResult] = []
     for task in unit.tasks:
         digest = StreamDigest(hashers)
+        mime: str | None = None
+        typed = False
+        kept: list[bytes] | None = [] if image_hashers else None
         try:
             fs = _filesystem(media, task.walker, task.fs_offset)
             for chunk in fs.read(task.inode, task.attr_type, task.attr_id, task.size):
                 digest.update(chunk)
+                if kept is not None:
+                    kept.append(chunk)
+                    if not typed and digest.bytes >= HEAD_SIZE:
+                        typed, mime = True, detect_mime(digest.head)
+                        if mime not in IMAGE_MIMES or task.size > MAX_IMAGE_BYTES:
+                            kept = None  # not an image, or too large to decode: keep nothing
         except Exception as exc:
             results.append(StreamResult(task.file_id, ERROR, digest.bytes, error=_message(exc)))
             continue
-        mime = detect_mime(digest.head)
+        if not typed:
+            mime = detect_mime(digest.head)
         mismatch = extension_mismatch(task.name, mime)
+        image = _image(mime, task.size, kept, image_hashers)
         if digest.bytes < task.size:
             results.append(
                 StreamResult(
@@ -89,13 +107,24 @@ def hash_unit(unit: WorkUnit) -> list[StreamResult]:
                     mime,
                     mismatch,
                     f"file system returned {digest.bytes} of {task.size} bytes",
+                    image,
                 )
             )
         else:
-            results.append(
-                StreamResult(task.file_id, OK, digest.bytes, digest.hexdigests(), mime, mismatch)
-            )
+            results.append(StreamResult(task.file_id, OK, digest.bytes, digest.hexdigests(),
+                                        mime, mismatch, None, image))  # fmt: skip
     return results
+
+
+def _image(
+    mime: str | None, size: int, kept: list[bytes] | None, image_hashers: list[Any]
+) -> ImageResult | None:
+    """Perceptual hashes of an image stream; ``None`` for anything that is not an image."""
+    if not image_hashers or mime not in IMAGE_MIMES:
+        return None
+    if size > MAX_IMAGE_BYTES or kept is None:
+        return ImageResult(TOO_LARGE, f"{size:,} bytes (limit {MAX_IMAGE_BYTES:,})")
+    return hash_image(b"".join(kept), mime, image_hashers)
 
 
 def hash_whole_media(container: str, paths: tuple[str, ...]) -> dict[str, str]:

@@ -137,7 +137,7 @@ def test_unit_that_kills_every_worker_fails_the_evidence_not_the_parent(
             n_workers=1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=50,
         ) as strict,
         distributed.Client(strict) as client,

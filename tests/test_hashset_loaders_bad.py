@@ -1,4 +1,4 @@
-"""Known-bad hash-set loaders: VICS JSON, Interpol ICSE CSV, HashKeeper, EnCase ``.hash``.
+"""Known-bad hash-set loaders: VICS JSON, Interpol ICSE CSV, HashKeeper, EnCase ``.hash``, PDQ.
 
 The fixtures in ``tests/fixtures/hashsets`` come from ``make_known_bad_sets.py``
 (synthetic hashes only); each ``<file>.expected.json`` is what that script put
@@ -9,6 +9,8 @@ Kit's ``hfind`` are used as further oracles when present.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import re
 import shutil
@@ -20,11 +22,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from examkit.hashformat import DIGESTS, HEAD_BYTES, HashSetError, HashSetFormat, MalformedInput
-from examkit_plugins.hashsets import encase, hashkeeper, icse, vics
+from examkit.hashformat import (
+    DIGESTS,
+    HEAD_BYTES,
+    PERCEPTUAL,
+    HashSetError,
+    HashSetFormat,
+    MalformedInput,
+)
+from examkit.hashsets import Library, detect_format
+from examkit.plugins import registry
+from examkit_plugins.hashsets import encase, hashkeeper, icse, pdq, vics
 from examkit_plugins.hashsets.encase import EnCaseHashFormat
 from examkit_plugins.hashsets.hashkeeper import HashKeeperFormat
 from examkit_plugins.hashsets.icse import IcseCsvFormat
+from examkit_plugins.hashsets.pdq import PdqFormat
 from examkit_plugins.hashsets.vics import VicsFormat
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hashsets"
@@ -32,9 +44,10 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "hashsets"
 HEX = re.compile(r"[0-9a-f]+")
 
 FORMATS: dict[str, HashSetFormat] = {
-    f.name: f for f in (VicsFormat(), IcseCsvFormat(), HashKeeperFormat(), EnCaseHashFormat())
+    f.name: f
+    for f in (VicsFormat(), IcseCsvFormat(), HashKeeperFormat(), EnCaseHashFormat(), PdqFormat())
 }
-# fixture -> the format that must claim it (None: none of these four)
+# fixture -> the format that must claim it (None: none of these)
 OWN: dict[str, str | None] = {
     "vics-1.2-media.json": "vics",
     "vics-1.3-cases.json": "vics",
@@ -47,10 +60,16 @@ OWN: dict[str, str | None] = {
     "encase.hash": "encase-hash",
     "encase-truncated.hash": "encase-hash",
     "encase-bad-magic.hash": None,
+    "vics-2.0-pdq.json": "vics",
+    "pdq-list.pdq": "pdq",
+    "pdq-threatexchange.csv": "pdq",
+    "pdq-bad.pdq": "pdq",
 }
+# fixtures recognised by their name, not their content (bare 64-hex lines: see pdq.py)
+BY_NAME = {"pdq-list.pdq", "pdq-bad.pdq"}  # bare or labelled lines: PDQ by the name only
 LOADABLE = sorted(name for name in OWN if (FIXTURES / f"{name}.expected.json").exists())
 
-# Other formats' first bytes: none of the four loaders may claim them.
+# Other formats' first bytes: none of these loaders may claim them.
 FOREIGN: dict[str, bytes] = {
     "md5sum": (
         b"d41d8cd98f00b204e9800998ecf8427e  empty.txt\n0cc175b9c0f1b6a831c399e269772661 *a.bin\n"
@@ -65,6 +84,26 @@ FOREIGN: dict[str, bytes] = {
         b"## Invoked from: /tmp\n## $ hashdeep -r .\n##\n"
         b"0,d41d8cd98f00b204e9800998ecf8427e,"
         b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855,./empty\n"
+    ),
+    "sha256sum": (
+        b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  empty.txt\n"
+        b"ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb *a.bin\n"
+    ),
+    "bsd": (
+        b"SHA256 (empty.txt) = e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+        b"MD5 (a.bin) = 0cc175b9c0f1b6a831c399e269772661\n"
+    ),
+    "plain-sha256": (
+        b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+        b"CA978112CA1BBDCAFAC231B39A23DC4DA786EFF8147C4E72B9807785AFEE48BB\n"
+    ),
+    "hashdeep-sha256": (
+        b"%%%% HASHDEEP-1.0\n%%%% sha256,filename\n## $ hashdeep -c sha256 -r .\n##\n"
+        b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855,./empty\n"
+    ),
+    "sha256-size-csv": (
+        b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855,4096,a.bin\n"
+        b"ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb,1048576,b.bin\n"
     ),
     "sqlite": b"SQLite format 3\x00" + bytes(84) + b"CREATE TABLE FILE (sha256 TEXT)",
     "plain-json": b'{"hashes": [{"md5": "d41d8cd98f00b204e9800998ecf8427e"}]}',
@@ -91,6 +130,8 @@ class CollectingSink:
         size: int | None = None,
         meta: Mapping[str, Any] | None = None,
         line: int | None = None,
+        pdq: str | bytes | None = None,
+        phash: str | bytes | None = None,
     ) -> bool:
         digests: dict[str, str | None] = {}
         for algo, value in (("md5", md5), ("sha1", sha1), ("sha256", sha256)):
@@ -106,14 +147,28 @@ class CollectingSink:
                 self.malformed(line, f"not a valid {algo} digest", str(value))
                 return False
             digests[algo] = text
-        if not any(digests.values()):
+        # perceptual hashes: keys only when given, so entries without them compare as before
+        perceptual: dict[str, str] = {}
+        for algo, value in (("pdq", pdq), ("phash", phash)):
+            if value is None or value in ("", b""):
+                continue
+            if isinstance(value, bytes) and len(value) == PERCEPTUAL[algo]:
+                text = value.hex()
+            else:
+                text = (value.decode("ascii") if isinstance(value, bytes) else value).strip()
+                text = text.lower()
+            if len(text) != 2 * PERCEPTUAL[algo] or not HEX.fullmatch(text):
+                self.malformed(line, f"not a valid {algo} hash", str(value))
+                return False
+            perceptual[algo] = text
+        if not any(digests.values()) and not perceptual:
             self.malformed(line, "no digest")
             return False
         assert size is None or (isinstance(size, int) and size >= 0), size
         clean = {k: v for k, v in (meta or {}).items() if v is not None and v != "" and v != []}
         json.dumps(clean)  # metadata must be JSON-serialisable
         shown = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
-        self.entries.append({**digests, "name": shown, "size": size, "meta": clean})
+        self.entries.append({**digests, "name": shown, "size": size, "meta": clean, **perceptual})
         return True
 
     def add_columns(
@@ -169,7 +224,7 @@ def expected(name: str) -> list[dict[str, Any]]:
 def test_the_fixtures_are_there() -> None:
     missing = [name for name in OWN if not (FIXTURES / name).exists()]
     assert not missing, f"run tests/fixtures/hashsets/make_known_bad_sets.py ({missing})"
-    assert len(LOADABLE) == 8
+    assert len(LOADABLE) == 12
 
 
 @pytest.mark.parametrize("name", LOADABLE)
@@ -229,14 +284,14 @@ def test_encase_keeps_an_md5_ending_in_a_nul_byte() -> None:
     assert all(len(e["md5"]) == 32 for e in entries)
 
 
-@pytest.mark.parametrize("module", [vics, icse, hashkeeper, encase])
+@pytest.mark.parametrize("module", [vics, icse, hashkeeper, encase, pdq])
 def test_each_module_registers_its_format(module: Any) -> None:
     registered: list[Any] = []
     module.register_hashset_formats(registered.append)
     assert len(registered) == 1 and isinstance(registered[0], HashSetFormat)
     fmt = registered[0]
     assert fmt.name in FORMATS and type(fmt) is type(FORMATS[fmt.name])
-    priorities = {"encase-hash": 90, "vics": 80, "hashkeeper": 70, "icse-csv": 70}
+    priorities = {"encase-hash": 90, "vics": 80, "hashkeeper": 70, "icse-csv": 70, "pdq": 35}
     assert fmt.priority == priorities[fmt.name] and fmt.description
 
 
@@ -278,7 +333,8 @@ def test_detection_ignores_the_extension(tmp_path: Path) -> None:
             continue
         disguised = tmp_path / f"{name}.txt"
         shutil.copyfile(FIXTURES / name, disguised)
-        assert FORMATS[owner].detect(head(disguised), disguised)
+        # a list of bare hashes is PDQ only by its name: renamed, it is not claimed
+        assert FORMATS[owner].detect(head(disguised), disguised) is (name not in BY_NAME)
 
 
 # -- malformed entries, broken files, strict mode -------------------------------------------------
@@ -286,7 +342,7 @@ def test_vics_malformed_media_are_numbered_and_explained() -> None:
     sink = load(FORMATS["vics"], FIXTURES / "vics-missing-hash.json")
     (i2, why2, text2), (i4, why4, _text4) = sink.bad
     assert (i2, i4) == (2, 4)
-    assert "no MD5 or SHA1" in why2 and "MD5 is not 32 hex digits" in why4
+    assert "no MD5, SHA1 or PDQ" in why2 and "MD5 is not 32 hex digits" in why4
     assert isinstance(text2, str) and "MediaID" in text2
 
 
@@ -299,7 +355,7 @@ def test_icse_bad_lines_are_counted_with_their_line_numbers() -> None:
     assert len(sink.entries) == 3
 
 
-@pytest.mark.parametrize("name", ["icse-bad.csv", "vics-missing-hash.json"])
+@pytest.mark.parametrize("name", ["icse-bad.csv", "vics-missing-hash.json", "pdq-bad.pdq"])
 def test_strict_mode_raises_on_the_first_bad_entry(name: str) -> None:
     with pytest.raises(MalformedInput):
         load(FORMATS[OWN[name] or ""], FIXTURES / name, strict=True)
@@ -423,6 +479,147 @@ def test_encase_empty_records_are_malformed(tmp_path: Path) -> None:
     assert [line for line, _r, _t in sink.bad] == [2]
     want = expected("encase.hash")
     assert sink.entries == want[:1] + want[2:]
+
+
+# -- PDQ lists and perceptual hashes --------------------------------------------------------------
+def synthetic(n: int, kind: str) -> str:
+    """The fixture script's PDQ / pHash of seed ``n`` (see its docstring)."""
+    digest = hashlib.sha256(f"examkit-synthetic-{n}-{kind}".encode()).hexdigest()
+    return digest if kind == "pdq" else digest[:16]
+
+
+def test_a_bare_64_hex_list_is_sha256_unless_named_pdq(tmp_path: Path) -> None:
+    lines = [hashlib.sha256(f"bare-{i}".encode()).hexdigest() for i in range(6)]
+    data = ("\n".join(lines) + "\n").encode()
+    formats = registry().hashset_formats
+    as_text = tmp_path / "list.txt"
+    as_text.write_bytes(data)
+    assert not FORMATS["pdq"].detect(data, as_text)
+    fmt = detect_format(as_text, formats)
+    assert fmt.name == "plain"
+    sink = load(fmt, as_text)
+    assert [e["sha256"] for e in sink.entries] == lines
+    assert not any("pdq" in e for e in sink.entries)
+    as_pdq = tmp_path / "list.PDQ"  # the suffix in any case
+    as_pdq.write_bytes(data)
+    fmt = detect_format(as_pdq, formats)
+    assert fmt.name == "pdq"
+    sink = load(fmt, as_pdq)
+    assert [e["pdq"] for e in sink.entries] == lines
+    assert all(e["sha256"] is None for e in sink.entries)
+
+
+@pytest.mark.parametrize("tail", [b",90,/photos/a.jpg", b",100", b",0,a,b.jpg"])
+def test_quality_lines_are_pdq_whatever_the_name(tail: bytes, tmp_path: Path) -> None:
+    data = b"".join(hashlib.sha256(b"%d" % i).hexdigest().encode() + tail + b"\n" for i in range(4))
+    path = tmp_path / "set.txt"
+    path.write_bytes(data)
+    assert detect_format(path, registry().hashset_formats).name == "pdq"
+
+
+def test_labelled_lines_are_pdq_only_by_name(tmp_path: Path) -> None:
+    """``HEX<TAB>name`` may be a SHA-256 list with names: never guessed to be PDQ."""
+    data = b"".join(hashlib.sha256(b"%d" % i).hexdigest().encode() + b"\tpic.jpg\n"
+                    for i in range(4))  # fmt: skip
+    as_txt, as_pdq = tmp_path / "set.txt", tmp_path / "set.pdq"
+    as_txt.write_bytes(data)
+    as_pdq.write_bytes(data)
+    with pytest.raises(HashSetError, match="no hash-set format"):
+        detect_format(as_txt, registry().hashset_formats)
+    assert detect_format(as_pdq, registry().hashset_formats).name == "pdq"
+
+
+def test_pdq_bad_lines_are_explained() -> None:
+    sink = load(FORMATS["pdq"], FIXTURES / "pdq-bad.pdq")
+    reasons = {line: reason for line, reason, _text in sink.bad}
+    assert "63 hex digits" in reasons[2]
+    assert "not hex" in reasons[4]
+    assert "MD5" in reasons[5]
+    assert "quality" in reasons[7]
+    assert all(isinstance(text, bytes) and text for _line, _reason, text in sink.bad)
+
+
+def test_pdq_strict_mode_stops_at_the_first_bad_line() -> None:
+    sink = CollectingSink(strict=True)
+    with pytest.raises(MalformedInput, match=r"at 2: PDQ hash has 63 hex digits"):
+        FORMATS["pdq"].read(FIXTURES / "pdq-bad.pdq", sink)
+    assert sink.entries == expected("pdq-bad.pdq")[:1]
+
+
+def test_pdq_names_are_the_bytes_of_the_file() -> None:
+    names: list[str | bytes | None] = []
+    sink = CollectingSink()
+    add = sink.add
+
+    def spy(**kwargs: Any) -> bool:
+        names.append(kwargs.get("name"))
+        return add(**kwargs)
+
+    sink.add = spy  # type: ignore[method-assign]
+    FORMATS["pdq"].read(FIXTURES / "pdq-list.pdq", sink)
+    assert b"caf\xe9.jpg" in names  # Latin-1, not decoded
+    assert "Stra\u00dfe/\u00dcn\u00efc\u00f6d\u00e9 \u5199\u771f.png".encode() in names
+    assert b"crlf.jpg" in names  # the CR of a CRLF line end is not part of the name
+    assert b"holiday, day 2.jpg " in names  # a trailing blank is
+    assert all(name is None or isinstance(name, bytes) for name in names)
+
+
+def test_threatexchange_quality_and_names() -> None:
+    entries = load(FORMATS["pdq"], FIXTURES / "pdq-threatexchange.csv").entries
+    assert [e["meta"]["pdq_quality"] for e in entries] == [100, 87, 0, 50, 100]
+    assert entries[1]["name"] == "/data/photos/with, comma.jpg"
+    assert entries[3]["name"] is None
+    assert entries[2]["pdq"] == synthetic(93, "pdq")  # upper case in the file
+
+
+def test_vics_media_carry_pdq_and_phash() -> None:
+    sink = load(FORMATS["vics"], FIXTURES / "vics-2.0-pdq.json")
+    assert not sink.bad
+    media = {e["meta"]["media_id"]: e for e in sink.entries}
+    assert media[3111]["pdq"] == synthetic(111, "pdq")  # a PDQ field, upper case
+    assert media[3112]["pdq"] == synthetic(112, "pdq")  # AlternativeHashes
+    assert media[3113]["pdq"] == synthetic(113, "pdq")
+    assert media[3113]["phash"] == synthetic(113, "phash")  # a pHash field
+    only = media[3114]  # a PDQ and no MD5 / SHA1
+    assert only["md5"] is None and only["sha1"] is None and only["pdq"] == synthetic(114, "pdq")
+    assert "pdq" not in media[3115] and media[3115]["phash"] == synthetic(115, "phash")
+    assert "pdq" not in media[3116] and "phash" not in media[3116]
+
+
+def test_vics_bad_pdq_is_malformed(tmp_path: Path) -> None:
+    doc = {
+        "@odata.context": "x/2.0.xml/US/$metadata#Cases",
+        "value": [{"Media": [{"MD5": "0" * 32, "PDQ": "f" * 63}, {"PDQ": "A" * 64}]}],
+    }
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    sink = load(FORMATS["vics"], path)
+    assert [(line, reason) for line, reason, _text in sink.bad] == [(1, "PDQ is not 64 hex digits")]
+    assert [e["pdq"] for e in sink.entries] == ["a" * 64]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("examkit.nearmatch") is None,
+    reason="examkit.nearmatch (the PDQ index) is not there yet",
+)
+def test_pdq_list_imports_into_a_library(tmp_path: Path) -> None:
+    path = FIXTURES / "pdq-list.pdq"
+    result = Library(tmp_path).import_set(
+        path, "pdqset", "known-bad", formats=registry().hashset_formats
+    )
+    info = result.info
+    valid = len(expected("pdq-list.pdq"))
+    assert valid == 12 and info.format == "pdq"
+    assert info.algorithms["pdq"]["count"] == valid == info.entries
+    assert info.algorithms["pdq"]["unique"] == valid
+    assert not set(DIGESTS) & set(info.algorithms) and info.malformed == 0
+
+
+def test_strict_pdq_import_leaves_no_set(tmp_path: Path) -> None:
+    library = Library(tmp_path)
+    with pytest.raises(MalformedInput):
+        library.import_set(FIXTURES / "pdq-bad.pdq", "bad", "known-bad", PdqFormat(), strict=True)
+    assert library.sets() == []
 
 
 # -- independent oracles --------------------------------------------------------------------------

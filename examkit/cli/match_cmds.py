@@ -10,12 +10,14 @@ import typer
 
 from examkit.case import Case
 from examkit.display import safe_text
+from examkit.hashformat import PERCEPTUAL
 from examkit.matching import record_reveal
 from examkit.query import HIT_COLUMNS, list_hits
 from examkit.rematch import rematch
 from examkit.runs import os_user
 
 from .hashset_cmds import DIR_OPTION
+from .near_options import PDQ_THRESHOLD, PHASH_THRESHOLD, near_options
 from .render import out, policy, print_json, table, write_csv
 from .scan_cmd import EXAMINER_ENV
 
@@ -27,11 +29,17 @@ def match_command(
     ),
     examiner: str = typer.Option(None, "--examiner", "-e", envvar=EXAMINER_ENV),
     folder: Path = DIR_OPTION,
+    no_perceptual: bool = typer.Option(
+        False, "--no-perceptual", help="Exact matches only (no PDQ / pHash distances)."
+    ),
+    pdq_threshold: int = PDQ_THRESHOLD,
+    phash_threshold: int = PHASH_THRESHOLD,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Match the recorded digests of a case against hash sets (no evidence is read)."""
+    """Match the recorded hashes of a case against hash sets (no evidence is read)."""
     argv = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
-    summary = rematch(case, hashsets or None, examiner, folder, argv)
+    near = near_options(pdq_threshold, phash_threshold, enabled=not no_perceptual)
+    summary = rematch(case, hashsets or None, examiner, folder, argv, near)
     if as_json:
         print_json(summary.__dict__)
         return
@@ -42,6 +50,12 @@ def match_command(
         f"{summary.flagged_total:,} flagged, {summary.known_good_total:,} known-good",
         markup=False,
     )
+
+
+def _how(algorithms: str, distance: int | None) -> str:
+    """``md5``, or ``pdq d=12`` for a perceptual match at that Hamming distance."""
+    perceptual = any(a in PERCEPTUAL for a in algorithms.split(","))
+    return f"{algorithms} d={distance}" if perceptual else algorithms
 
 
 def _yes_no(value: int | None) -> str:
@@ -80,7 +94,18 @@ def hits_command(
         out.print(
             table(
                 f"{len(rows):,} known-bad hits" + (" (names shown, logged)" if show_names else ""),
-                ["evidence", "id", "path", "size", "md5", "set", "category", "series", "victim id"],
+                [
+                    "evidence",
+                    "id",
+                    "path",
+                    "size",
+                    "md5",
+                    "match",
+                    "set",
+                    "category",
+                    "series",
+                    "victim id",
+                ],
                 (
                     (
                         r["evidence_id"],
@@ -88,6 +113,7 @@ def hits_command(
                         r["path"],
                         r["size"],
                         r["md5"],
+                        _how(r["algorithms"], r["distance"]),
                         r["hashset"],
                         r["category_label"] or ("" if r["category"] is None else r["category"]),
                         r["series"],

@@ -25,6 +25,7 @@ from examkit.models import ScanSummary
 from examkit.scan import ScanOptions, scan
 from examkit.scan import summary_json as _summary_json
 
+from .near_options import PDQ_THRESHOLD, PHASH_THRESHOLD, near_options
 from .render import err, human_bytes, out, table
 
 EXAMINER_ENV = "EXAMKIT_EXAMINER"
@@ -202,6 +203,11 @@ def scan_command(
     no_confirm: bool = typer.Option(
         False, "--no-confirm", help="Do not hash the media again at the end of the run."
     ),
+    no_perceptual: bool = typer.Option(
+        False, "--no-perceptual", help="No perceptual hashes (PDQ, pHash, dHash) of images."
+    ),
+    pdq_threshold: int = PDQ_THRESHOLD,
+    phash_threshold: int = PHASH_THRESHOLD,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Scan images into a case: every volume, file system, file and stream, hashed and matched."""
@@ -213,6 +219,8 @@ def scan_command(
         path_map=parse_path_map(path_map),
         hashsets=tuple(hashsets) if hashsets else None,
         hashset_dir=str(hashset_dir) if hashset_dir else None,
+        perceptual=not no_perceptual,
+        near=near_options(pdq_threshold, phash_threshold, enabled=not no_perceptual),
     )
     if workers is not None:
         options.workers = workers

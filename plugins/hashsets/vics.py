@@ -12,7 +12,8 @@ decoded on its own with :meth:`json.JSONDecoder.raw_decode` over a sliding
 text buffer. Memory stays at a few chunks plus the largest single Media,
 whatever the size of the file.
 
-Each Media becomes one entry: MD5 / SHA1 (and SHA256 if present), the name
+Each Media becomes one entry: MD5 / SHA1 (and SHA256, PDQ, pHash if present,
+as fields or ``AlternativeHashes``; PhotoDNA is kept as given), the name
 and folder of its first ``MediaFiles`` row, ``MediaSize``, and the metadata
 keys of :mod:`examkit.hashformat`. Media are numbered from 1 in file order
 (across all Cases); that number is the ``line`` given to the sink.
@@ -44,6 +45,9 @@ _VERSION = re.compile(r"/(\d+(?:\.\d+)+)\.xml", re.IGNORECASE)
 _METADATA_KEYS = ("odata.metadata", "@odata.context")
 # digest -> (Media field, hex length)
 _DIGESTS = {"md5": ("MD5", 32), "sha1": ("SHA1", 40), "sha256": ("SHA256", 64)}
+# perceptual hashes some exports carry, as Media fields or AlternativeHashes names
+_PERCEPTUAL = {"pdq": ("PDQ", 64), "phash": ("pHash", 16)}
+_PERCEPTUAL_FIELDS = {"pdq": ("PDQ", "Pdq", "pdq"), "phash": ("pHash", "PHash", "Phash", "phash")}
 _SHOW = 200  # characters of a bad Media quoted in the malformed report
 
 
@@ -231,6 +235,8 @@ class _Import:
             self.sink.malformed(index, "Media is not a JSON object", _show(obj))
             return
         hashes = {algo: obj.get(field) for algo, (field, _n) in _DIGESTS.items()}
+        for algo, fields in _PERCEPTUAL_FIELDS.items():  # where an export carries them
+            hashes[algo] = next((obj[f] for f in fields if obj.get(f) not in (None, "")), None)
         photodna = obj.get("PhotoDNA")
         alternatives = obj.get("AlternativeHashes")
         if isinstance(alternatives, list):  # VICS 1.3: [{"HashName": ..., "HashValue": ...}]
@@ -243,7 +249,7 @@ class _Import:
                 elif kind in hashes and hashes[kind] in (None, ""):
                     hashes[kind] = alt.get("HashValue")
         digests: dict[str, str] = {}
-        for algo, (field, length) in _DIGESTS.items():
+        for algo, (field, length) in {**_DIGESTS, **_PERCEPTUAL}.items():
             value = hashes[algo]
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue
@@ -253,7 +259,7 @@ class _Import:
                 return
             digests[algo] = text.lower()
         if not digests:
-            self.sink.malformed(index, "Media has no MD5 or SHA1", _show(obj))
+            self.sink.malformed(index, "Media has no MD5, SHA1 or PDQ", _show(obj))
             return
         files = obj.get("MediaFiles")
         first = files[0] if isinstance(files, list) and files else None
