@@ -251,7 +251,7 @@ def test_pdf_has_every_section_on_numbered_pages(court_case: dict[str, Any]) -> 
         assert f"{number}. {title}" in text
     assert court_case["media_md5"] in text and court_case["set_sha256"] in text
     assert "Seized <b>laptop</b> \\x1b[31m" in text  # shown as text, not as markup
-    assert text.count("/pictures/<withh") == 2 and "chain intact" in text
+    assert text.count("/pictures/<with") == 2 and "chain intact" in text  # wrapped in the cell
     assert_no_secret(text)
     names = report(court_case, "pdf", "--show-names")
     joined = re.sub(r"\s", "", _pdftotext(names, "-raw"))  # wrapped paths joined again

@@ -297,21 +297,29 @@ def _summary(data: ReportData, t: _Text) -> Section:
 _VICTIM: dict[Any, str] = {1: "yes", 0: "no"}
 
 
+def _match(hit: dict[str, Any], t: _Text) -> str:
+    """How the file matched: exact digests, or a perceptual hash and its Hamming distance."""
+    algorithms = str(hit.get("algorithms") or "")
+    if any(a in ("pdq", "phash") for a in algorithms.split(",")):
+        return f"{t(algorithms)} (near: distance {t(hit.get('distance'))})"
+    return f"{t(algorithms)} (exact)"
+
+
 def _flagged(data: ReportData, t: _Text) -> Section:
     seen, rows = set(), []
     for h in data.hits:
         row = (
             t(h["evidence_id"]), str(h["file_id"]), data.gate.path(h["path"], flagged=True),
-            _count(h["size"]), f"{t(h['md5'])}\n{t(h['sha1'])}", t(h["hashset"]),
+            _count(h["size"]), f"{t(h['md5'])}\n{t(h['sha1'])}", _match(h, t), t(h["hashset"]),
             _category(h["category_label"], h["category"], t), t(h.get("series")),
             _VICTIM.get(h.get("victim_identified"), "unknown"),
         )  # fmt: skip
         if row not in seen:  # one row per file, set and entry: entries may repeat
             seen.add(row)
             rows.append(row)
-    columns = ("Evidence", "File id", "Path", "Size (bytes)", "MD5 / SHA-1", "Hash set",
-               "Category", "Series", "Victim identified")  # fmt: skip
-    widths = (1.0, 0.7, 2.6, 1.0, 3.2, 1.1, 1.2, 1.0, 0.9)
+    columns = ("Evidence", "File id", "Path", "Size (bytes)", "MD5 / SHA-1", "Matched by",
+               "Hash set", "Category", "Series", "Victim identified")  # fmt: skip
+    widths = (0.9, 0.6, 2.6, 0.9, 3.0, 0.9, 1.0, 1.0, 0.9, 0.9)
     table = Table(columns, tuple(rows), widths, frozenset({4}), "No flagged files.", frozenset({2}))
     return Section("flagged", "Flagged files", (table,))
 
