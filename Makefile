@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 APT_RUNTIME = libmagic1 g++
 APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils
 
-.PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large bench-memory apt-runtime apt-test clean
+.PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large bench-memory bench-perceptual apt-runtime apt-test clean
 
 $(STAMP): pyproject.toml
 	@./.ci/apt-ensure $(APT_RUNTIME)
@@ -49,10 +49,13 @@ samples: $(STAMP)
 	$(BIN)/python hashsets/make_samples.py
 
 # Benchmarks print figures and ratios against the peer tools (docs/benchmarks.md).
-bench: bench-hashsets bench-scan bench-memory
+bench: bench-hashsets bench-scan bench-memory bench-perceptual
 
 bench-scan: apt-test $(STAMP)
 	$(BIN)/python benchmarks/scan_vs_fiwalk.py
+
+bench-perceptual: apt-test $(STAMP)
+	$(BIN)/python benchmarks/perceptual.py
 
 bench-memory: apt-test $(STAMP)
 	$(BIN)/python benchmarks/scan_memory.py
