@@ -100,17 +100,19 @@ def robustness(count: int, unrelated: int) -> None:
                 hamming_hex(base.hashes["phash"][0], copy.hashes["phash"][0]),
                 copy.hashes["pdq"][1] or 0,
             ))  # fmt: skip
-    print(f"  {'edit':18} {'PDQ match':>10} {'mean':>6} {'max':>5} {'pHash match':>12}"
-          f" {'mean':>6} {'max':>5}  either")  # fmt: skip
+    print(f"  {'edit':18} {'PDQ <=thr':>10} {'+quality':>9} {'mean':>6} {'max':>5}"
+          f" {'pHash match':>12} {'mean':>6} {'max':>5}  either")  # fmt: skip
     for name, values in rows.items():
         pdq = [v[0] for v in values]
         ph = [v[1] for v in values]
         pdq_ok = sum(d <= near.pdq_threshold and q >= near.pdq_min_quality
                      for d, _p, q in values)  # fmt: skip
         ph_ok = sum(p <= near.phash_threshold for p in ph)
+        close = sum(d <= near.pdq_threshold for d in pdq)  # distance alone, before the gate
         either = sum((d <= near.pdq_threshold and q >= near.pdq_min_quality)
                      or p <= near.phash_threshold for d, p, q in values)  # fmt: skip
-        print(f"  {name:18} {pdq_ok / count:10.0%} {statistics.mean(pdq):6.1f} {max(pdq):5d}"
+        print(f"  {name:18} {close / count:10.0%} {pdq_ok / count:9.0%}"
+              f" {statistics.mean(pdq):6.1f} {max(pdq):5d}"
               f" {ph_ok / count:12.0%} {statistics.mean(ph):6.1f} {max(ph):5d}"
               f"  {either / count:.0%}")  # fmt: skip
     extra = [hash_image(encode(photo(9000 + i), "JPEG", quality=90), "image/jpeg", HASHERS).hashes

@@ -32,7 +32,7 @@ IMAGE_MIMES = frozenset({
 PILLOW_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF")  # JPEG covers MPO
 
 DECODE_SIZE = 512  # shorter side kept at least this large by the reduced decode
-MAX_IMAGE_BYTES = 256 << 20  # an image stream larger than this is not decoded: too_large
+MAX_IMAGE_BYTES = 64 << 20  # an image stream larger than this is not decoded: too_large
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS)
 
 OK = "ok"
