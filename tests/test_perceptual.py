@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -192,3 +193,49 @@ def test_matches_on_a_scan_never_show_a_flagged_name(scanned: dict[str, Any]) ->
     assert result.exit_code == 0, result.output
     assert "IMG_" not in result.output and "animation" not in result.output
     assert "pdq" in result.output
+
+
+def test_phash_is_a_second_signal_from_a_vics_set(scanned: dict[str, Any], tmp_path: Path) -> None:
+    """A VICS 2.0 export carrying pHash (and victim identified) for two originals: their
+    copies are flagged by pHash distance with the entry's metadata; nothing else is."""
+    import imagehash
+
+    from examkit.rematch import rematch
+
+    originals = {}
+    for path, facts in PLAN.items():
+        if facts["role"] == "copy" and facts["original"] in ("series-A-001", "series-A-002"):
+            originals.setdefault(facts["original"], []).append(path)
+    media = []
+    for n, label in enumerate(sorted(originals)):
+        seed = 1000 + int(label[-3:]) - 1  # build_perceptual_image.ORIGINALS
+        value = str(imagehash.phash(photo(seed, 480, 360)))
+        media.append({"MediaID": 900 + n, "Category": 1, "MD5": f"{n + 1:032x}",
+                      "pHash": value, "VictimIdentified": True, "Series": "SERIES-PH",
+                      "MediaFiles": [{"FileName": f"{label}.jpg"}]})  # fmt: skip
+    doc = {"@odata.context": "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/US/"
+           "$metadata#Cases", "value": [{"CaseID": "PH-1", "Media": media}]}  # fmt: skip
+    source = tmp_path / "vics-phash.json"
+    source.write_text(json.dumps(doc))
+    library = tmp_path / "library"
+    info = Library(library).import_set(source, "vics-ph", "known-bad",
+                                       formats=registry().hashset_formats).info  # fmt: skip
+    assert info.algorithms["phash"]["count"] == 2
+    case = tmp_path / "case.sqlite"  # a copy: the module's case stays as the scan left it
+    for suffix in ("", "-wal"):
+        if Path(str(scanned["case"]) + suffix).exists():
+            shutil.copy(str(scanned["case"]) + suffix, str(case) + suffix)
+    summary = rematch(case, ["vics-ph"], "pytest", library, ["pytest"])
+    assert summary.matches > 0
+    conn = sqlite3.connect(case)
+    rows = conn.execute(
+        "SELECT f.path, m.distance, m.victim_identified, m.series, f.phash, m.digest"
+        " FROM matches m JOIN files f USING (file_id) JOIN hashsets h USING (hashset_id)"
+        " WHERE h.name = 'vics-ph' AND m.algorithm = 'phash'"
+    ).fetchall()
+    conn.close()
+    expected = {p for paths in originals.values() for p in paths}
+    assert {r[0] for r in rows} == expected
+    for _path, distance, victim, series, phash, digest in rows:
+        assert digest == phash and distance <= NearOptions.phash_threshold
+        assert victim == 1 and series == "SERIES-PH"
