@@ -174,6 +174,7 @@ class ScanSummary:
     status: str
     seconds: float
     evidence: tuple[EvidenceSummary, ...]
+    failures: tuple[str, ...] = ()  # "EVIDENCE_ID: why" for each evidence item that failed
 
 
 @dataclass(frozen=True)

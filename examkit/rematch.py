@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .case import Case
 from .hashsets import Library
+from .locking import case_lock
 from .matching import Matcher, NearOptions, match_case, use_sets
 from .plugins import registry
 from .runs import check_unchanged, finish_run, start_run
@@ -39,7 +40,7 @@ def rematch(
     """Match every hashed stream in the case against ``hashsets`` (default: all in the library)."""
     started = time.monotonic()
     infos = Library(hashset_dir).select(list(hashsets) if hashsets is not None else None)
-    with Case.open(case_path) as case:
+    with case_lock(case_path, "match"), Case.open(case_path) as case:
         case.mark_stale_runs()
         check_unchanged(case)
         evidence_ids = [r[0] for r in case.conn.execute("SELECT evidence_id FROM evidence")]

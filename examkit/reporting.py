@@ -28,6 +28,7 @@ from .case import Case
 from .display import DisplayPolicy
 from .errors import UsageError
 from .integrity import state_differences
+from .locking import case_lock
 from .query import list_hits
 from .signing import configured_signer, key_id, sign_entry, verify_signatures
 
@@ -204,7 +205,7 @@ def write_report(
     if out_path.exists() and out_path.is_dir():
         raise UsageError(f"{out_path} is a folder", "give a file name with -o")
     signer = configured_signer()
-    with Case.open(case_path) as case:
+    with case_lock(case_path, f"report --format {fmt.name}"), Case.open(case_path) as case:
         data = ReportData(case, show_names)
         if show_names:
             case.log("names_revealed", actor, {"command": f"report --format {fmt.name}",

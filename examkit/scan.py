@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -22,6 +23,7 @@ from .executors import ClusterExecutor, default_workers, local_executor, map_pat
 from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
+from .locking import case_lock
 from .matching import FileDigests, Matcher, NearOptions, match_case, use_sets, write_matches
 from .models import (
     OK,
@@ -91,7 +93,7 @@ def scan(
     options = options or ScanOptions()
     reg = registry()
     started = time.monotonic()
-    with Case.open_or_create(case_path, examiner) as case:
+    with case_lock(case_path, "scan"), Case.open_or_create(case_path, examiner) as case:
         case.mark_stale_runs()
         check_unchanged(case)
         sets = resolve_sets(case, reg, images, evidence_id)
@@ -135,7 +137,8 @@ def scan(
         status = "failed" if failures else "complete"
         _finish_run(case, run_id, status, examiner, "; ".join(failures) or None)
         summaries = tuple(_summary(case, item.evidence_id) for item in sets)
-    return ScanSummary(str(case_path), run_id, status, time.monotonic() - started, summaries)
+    return ScanSummary(str(case_path), run_id, status, time.monotonic() - started, summaries,
+                       tuple(failures))  # fmt: skip
 
 
 def _in_main_thread() -> bool:
@@ -204,7 +207,7 @@ def _scan_one(
     progress: Progress | None,
     matcher: Matcher,
 ) -> None:
-    with open_media(item.container, item.paths) as media:
+    with _reading(), open_media(item.container, item.paths) as media:
         row = case.evidence(item.evidence_id)
         if row is None:
             record_evidence(case, item, media, description, expected, examiner)
@@ -226,9 +229,12 @@ def _scan_one(
             progress.matched(counts.flagged, counts.known_good)
     _hash_pending(case, run_id, item, executor, options, progress, matcher)
     if media_job is not None:
-        _record_verification(case, item.evidence_id, media_job.result(), examiner, "start")
+        with _reading():
+            computed = media_job.result()
+        _record_verification(case, item.evidence_id, computed, examiner, "start")
         if options.confirm_media:  # and confirmed unchanged as it ends
-            again = executor.submit(hash_whole_media, item.container.name, paths).result()
+            with _reading():
+                again = executor.submit(hash_whole_media, item.container.name, paths).result()
             _record_verification(case, item.evidence_id, again, examiner, "end")
     with case.transaction() as conn:
         conn.execute(
@@ -380,6 +386,24 @@ def _hash_pending(
         drain(limit - 1)
         in_flight[executor.submit(hash_unit, unit)] = unit
     drain(0)
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Errors of the image libraries while reading the media (a corrupt or truncated image)
+    fail this evidence item with one line, not the whole run with a traceback."""
+    try:
+        yield
+    except (ExamkitError, KeyboardInterrupt, BrokenProcessPool):
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "KilledWorker":
+            raise
+        lines = [ln.strip() for ln in str(exc).replace("\\n", "\n").splitlines() if ln.strip()]
+        raise EvidenceError(
+            f"cannot read the evidence: {lines[0][:200] if lines else type(exc).__name__}",
+            "the image may be corrupt or truncated: check it (ewfverify, the acquisition log)",
+        ) from exc
 
 
 def _record_verification(

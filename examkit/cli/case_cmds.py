@@ -10,6 +10,7 @@ from examkit.case import Case
 from examkit.display import safe_text
 from examkit.evidence import parse_expect
 from examkit.intake import add_evidence
+from examkit.locking import case_lock
 from examkit.plugins import registry
 from examkit.query import overview
 
@@ -45,7 +46,7 @@ def evidence_add(
 ) -> None:
     """Register evidence without scanning it (container, segments, size, stored hashes)."""
     expected = parse_expect(expect)
-    with Case.open_or_create(case, examiner) as c:
+    with case_lock(case, "evidence add"), Case.open_or_create(case, examiner) as c:
         sets = add_evidence(c, registry(), images, evidence_id, description, expected, examiner)
         for item in sets:
             row = c.evidence(item.evidence_id) or {}

@@ -137,7 +137,10 @@ def render_summary(summary: ScanSummary) -> None:
             rows,
         )
     )
+    failed = {f.split(": ", 1)[0] for f in summary.failures}
     for ev in summary.evidence:
+        if ev.evidence_id in failed and not ev.by_state:
+            continue  # nothing listed: the failure line below says why
         states = ", ".join(f"{k} {v:,}" for k, v in sorted(ev.by_state.items()))
         statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(ev.by_status.items()))
         out.print(f"{safe_text(ev.evidence_id)}: {states} | read status: {statuses}", markup=False)
@@ -145,6 +148,8 @@ def render_summary(summary: ScanSummary) -> None:
             out.print(
                 f"{safe_text(ev.evidence_id)} verification: {ev.verification_detail}", markup=False
             )
+    for failure in summary.failures:
+        err.print(f"FAILED {safe_text(failure)}", markup=False, soft_wrap=True)
     if any(ev.flagged for ev in summary.evidence):
         out.print(
             f"flagged files: examkit hits {summary.case} (names withheld unless --show-names)",
@@ -182,7 +187,12 @@ def scan_command(
         [], "--expect", help="Acquisition hash to verify, ALGO:HEX (md5, sha1, sha256)."
     ),
     workers: int = typer.Option(
-        None, "--workers", "-w", min=0, help="Worker processes (default: all cores; 0: none)."
+        None,
+        "--workers",
+        "-w",
+        min=0,
+        envvar="EXAMKIT_WORKERS",
+        help="Worker processes (default: all cores; 0: none).",
     ),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted scan."),
     no_verify: bool = typer.Option(
@@ -195,7 +205,10 @@ def scan_command(
         None, "--hashset-dir", envvar="EXAMKIT_HASHSETS", help="Hash-set library folder."
     ),
     cluster: str = typer.Option(
-        None, "--cluster", help="Dask scheduler address (tcp://HOST:PORT): hash on its workers."
+        None,
+        "--cluster",
+        envvar="EXAMKIT_CLUSTER",
+        help="Dask scheduler address (tcp://HOST:PORT): hash on its workers.",
     ),
     path_map: list[str] = typer.Option(
         [], "--path-map", help="LOCAL=REMOTE: where cluster workers see the evidence (repeatable)."

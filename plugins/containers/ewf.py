@@ -73,12 +73,19 @@ class EwfContainer(Container):
 
     def open(self, paths: Sequence[Path]) -> MediaStream:
         try:
-            return EwfMedia(paths)
+            media = EwfMedia(paths)
         except OSError as exc:
             raise EvidenceError(
                 f"libewf cannot open {paths[0]}: {str(exc).splitlines()[0]}",
                 "the E01 set may be corrupt or missing a segment (.E02, .E03 …)",
             ) from exc
+        if media.size == 0:  # an EWF header and nothing libewf can read: not an empty disk
+            media.close()
+            raise EvidenceError(
+                f"{paths[0]} holds no media data: the E01 is corrupt or incomplete",
+                "check it with ewfverify; re-acquire or restore it from the original copy",
+            )
+        return media
 
 
 @hookimpl
