@@ -24,8 +24,14 @@ HASHSET_FIXTURES = ROOT / "tests" / "fixtures" / "hashsets"
 
 @pytest.fixture(autouse=True)
 def _own_hashset_library(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
-    """Every test gets an empty hash-set library: the examiner's real one is never touched."""
+    """Every test gets an empty hash-set library (the examiner's real one is never touched)
+    and no user config file."""
     monkeypatch.setenv("EXAMKIT_HASHSETS", str(tmp_path_factory.mktemp("hashset-library")))
+    monkeypatch.delenv("EXAMKIT_CONFIG", raising=False)
+    for name in ("EXAMKIT_WORKERS", "EXAMKIT_CLUSTER", "EXAMKIT_EXAMINER"):
+        monkeypatch.delenv(name, raising=False)
+    config_home = tmp_path_factory.mktemp("config-home")
+    monkeypatch.setattr("platformdirs.user_config_dir", lambda *a, **k: str(config_home))
 
 
 def sparse_copy(src: Any, dst: Path) -> None:

@@ -14,10 +14,13 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from examkit import __version__
+from examkit.config import default_map
 from examkit.errors import ExamkitError
 
 from . import (
+    batch_cmd,
     case_cmds,
+    config_cmd,
     demo_cmd,
     files_cmd,
     hashset_cmds,
@@ -36,7 +39,8 @@ app = typer.Typer(
     help=(
         "Forensic examiner's toolkit: scan seized disk images, hash every file, "
         "match reference hash sets, and keep a chain-of-custody case database.\n\n"
-        "Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure (hash mismatch, failed verify)."
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure (hash mismatch, failed verify),"
+        " 4 batch finished with failed items."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -54,15 +58,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """examkit."""
+    # EXAMKIT_* and examkit.toml, for options not given (a broken file fails when it is used)
+    ctx.default_map = default_map()
 
 
 scan_cmd.register(app)
+batch_cmd.register(app)
 case_cmds.register(app)
 files_cmd.register(app)
 hashset_cmds.register(app)
@@ -71,6 +79,7 @@ verify_cmds.register(app)
 report_cmd.register(app)
 plugins_cmd.register(app)
 demo_cmd.register(app)
+config_cmd.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -154,6 +154,11 @@ def fast_lookup(args: Sequence[str]) -> int | None:
     name: str | None = None
     from_file: Path | None = None
     folder = os.environ.get(ENV) or None
+    if folder is None:  # as the full CLI: examkit.toml's hashset_dir, else the default library
+        from examkit.config import load_settings
+
+        setting = load_settings()["hashset_dir"]
+        folder = str(setting.value) if setting.source != "default" and setting.value else None
     show_names = as_json = False
     rest = list(args[2:])
     while rest:
