@@ -237,11 +237,12 @@ def _run_item(
             raise
         return _item_failed(job, item, found.evidence_id, exc.message, events, examiner)
     ev = next((e for e in summary.evidence if e.evidence_id == found.evidence_id), None)
-    if ev is not None:
-        events("evidence_verified", result=ev.verification, detail=ev.verification_detail,
-               **fields)  # fmt: skip
     if summary.status != "complete" or ev is None:
         reason = _run_error(job.path, summary.run_id, found.evidence_id)
+        return _item_failed(job, item, found.evidence_id, reason, events, examiner, recorded=True)
+    events("evidence_verified", result=ev.verification, detail=ev.verification_detail, **fields)
+    if ev.verification == "mismatch":  # hashed and recorded, but the media is not as acquired
+        reason = f"media hash mismatch: {ev.verification_detail or 'see examkit verify'}"
         return _item_failed(job, item, found.evidence_id, reason, events, examiner, recorded=True)
     events("evidence_finished", status="complete", run_id=summary.run_id, files=ev.files,
            bytes_hashed=ev.bytes_hashed, filesystems=ev.filesystems,

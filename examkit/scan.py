@@ -399,9 +399,10 @@ def _reading() -> Iterator[None]:
     except Exception as exc:
         if type(exc).__name__ == "KilledWorker":
             raise
-        lines = [ln.strip() for ln in str(exc).replace("\\n", "\n").splitlines() if ln.strip()]
+        lines = [ln.strip(" '\"") for ln in str(exc).replace("\\n", "\n").splitlines()]
+        first = next((ln for ln in lines if ln), type(exc).__name__).split(". ")[0]  # a sentence
         raise EvidenceError(
-            f"cannot read the evidence: {lines[0][:200] if lines else type(exc).__name__}",
+            f"cannot read the evidence: {first[:200]}",
             "the image may be corrupt or truncated: check it (ewfverify, the acquisition log)",
         ) from exc
 

@@ -255,3 +255,23 @@ def test_a_second_scan_on_a_case_in_use_is_refused(
         holder.wait()
     assert code == 1
     assert "being written by another examkit process" in capsys.readouterr().err
+
+
+def test_a_media_hash_mismatch_is_a_failed_item(
+    evidence: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = write_jobs(
+        tmp_path,
+        f"""
+        [[case]]
+        path = "c.sqlite"
+          [[case.evidence]]
+          path = "{evidence["good"]}"
+          expect = {{ md5 = "{"0" * 32}" }}
+    """,
+    )
+    assert main(["batch", str(jobs), "--json"]) == 4
+    events = events_of(capsys.readouterr().out)
+    (verified,) = [e for e in events if e["event"] == "evidence_verified"]
+    (failed,) = [e for e in events if e["event"] == "evidence_failed"]
+    assert verified["result"] == "mismatch" and "mismatch" in failed["reason"]
