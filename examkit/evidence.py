@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import EvidenceError, UsageError
 from .hashing import Hasher, StreamDigest
+from .isolation import heartbeat
 from .models import MediaInfo, Verification
 
 MEDIA_CHUNK = 4 << 20
@@ -154,6 +155,7 @@ def hash_media(
     digest = StreamDigest(hashers)
     for chunk in media.chunks():
         digest.update(chunk)
+        heartbeat()  # a long read that progresses is not a hang
         if on_progress:
             on_progress(len(chunk))
     return digest.hexdigests()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any
+
+from .isolation import STALL_SECONDS, IsolatedPool
 
 
 def default_workers() -> int:
@@ -17,12 +18,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
-
-
-def _worker_init() -> None:
-    # The parent alone handles Ctrl-C / SIGTERM: it records the interruption and
-    # stops the pool, so workers must not die half-way with their own traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class InlineExecutor(Executor):
@@ -39,15 +34,15 @@ class InlineExecutor(Executor):
         return future
 
 
-def local_executor(workers: int) -> Executor:
-    """A pool of ``workers`` processes; ``0`` runs everything in this process."""
+def local_executor(workers: int, stall_seconds: float = STALL_SECONDS) -> Executor:
+    """``workers`` isolated processes (``examkit.isolation``); ``0`` runs in this process."""
     if workers <= 0:
         return InlineExecutor()
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["examkit.worker"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+    return IsolatedPool(workers, context, ("examkit.worker",), stall_seconds)
 
 
 CONNECT_TIMEOUT = 20  # seconds to reach the Dask scheduler

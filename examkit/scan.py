@@ -23,9 +23,11 @@ from .executors import ClusterExecutor, default_workers, local_executor, map_pat
 from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
+from .isolation import STALL_SECONDS, WorkerDied
 from .locking import case_lock
 from .matching import FileDigests, Matcher, NearOptions, match_case, use_sets, write_matches
 from .models import (
+    ERROR,
     OK,
     EvidenceSummary,
     HashSetInfo,
@@ -66,6 +68,7 @@ class ScanOptions:
     resume: bool = False
     unit_bytes: int = 32 << 20
     unit_files: int = 256
+    stall_seconds: float = STALL_SECONDS  # a worker silent this long is stopped (hung in TSK)
     cluster: str | None = None  # Dask scheduler address; None: local processes
     path_map: tuple[tuple[str, str], ...] = ()  # (LOCAL, REMOTE) prefixes for cluster workers
     hashsets: tuple[str, ...] | None = None  # None: every set in the library
@@ -108,7 +111,9 @@ def scan(
         if in_main:
             signal.signal(signal.SIGTERM, _raise_interrupt)
         executor: Executor = (
-            ClusterExecutor(options.cluster) if options.cluster else local_executor(options.workers)
+            ClusterExecutor(options.cluster)
+            if options.cluster
+            else local_executor(options.workers, options.stall_seconds)
         )
         failures: list[str] = []
         try:
@@ -366,6 +371,15 @@ def _hash_pending(
                 unit = in_flight.pop(future)
                 try:
                     results = future.result()
+                except WorkerDied as exc:  # a crash or a hang in the evidence libraries
+                    if len(unit.tasks) > 1:  # retried file by file: only the culprit is lost
+                        for task in unit.tasks:
+                            single = WorkUnit(unit.container, unit.paths, (task,), unit.perceptual)
+                            in_flight[executor.submit(hash_unit, single)] = single
+                        continue
+                    (task,) = unit.tasks
+                    reason = f"{exc.reason} while reading this file"
+                    results = [StreamResult(task.file_id, ERROR, 0, error=reason)]
                 except Exception as exc:
                     # a local worker that died, or a unit that killed every cluster worker
                     # it was given to (Dask's KilledWorker, after its allowed failures)

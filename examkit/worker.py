@@ -14,6 +14,7 @@ from typing import Any
 from .evidence import MediaStream, hash_media, open_media
 from .filetype import detect_mime, extension_mismatch
 from .hashing import HEAD_SIZE, StreamDigest
+from .isolation import heartbeat
 from .models import ERROR, OK, SHORT, StreamResult, WorkUnit
 from .perceptual import IMAGE_MIMES, MAX_IMAGE_BYTES, TOO_LARGE, ImageResult, hash_image
 from .plugins import registry
@@ -76,6 +77,7 @@ def hash_unit(unit: WorkUnit) -> list[StreamResult]:
     image_hashers = registry().image_hashers if unit.perceptual else []
     results: list[StreamResult] = []
     for task in unit.tasks:
+        heartbeat()
         digest = StreamDigest(hashers)
         mime: str | None = None
         typed = False
@@ -84,6 +86,7 @@ def hash_unit(unit: WorkUnit) -> list[StreamResult]:
             fs = _filesystem(media, task.walker, task.fs_offset)
             for chunk in fs.read(task.inode, task.attr_type, task.attr_id, task.size):
                 digest.update(chunk)
+                heartbeat()
                 if kept is not None:
                     kept.append(chunk)
                     if not typed and digest.bytes >= HEAD_SIZE:

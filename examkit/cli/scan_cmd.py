@@ -21,6 +21,7 @@ from rich.progress import (
 from examkit.display import safe_text
 from examkit.errors import UsageError
 from examkit.evidence import parse_expect
+from examkit.isolation import STALL_SECONDS
 from examkit.models import ScanSummary
 from examkit.scan import ScanOptions, scan
 from examkit.scan import summary_json as _summary_json
@@ -221,6 +222,12 @@ def scan_command(
     ),
     pdq_threshold: int = PDQ_THRESHOLD,
     phash_threshold: int = PHASH_THRESHOLD,
+    stall_timeout: float = typer.Option(
+        STALL_SECONDS,
+        "--stall-timeout",
+        min=1,
+        help="Stop a worker that makes no progress for this many seconds (a hang in TSK).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Scan images into a case: every volume, file system, file and stream, hashed and matched."""
@@ -233,6 +240,7 @@ def scan_command(
         hashsets=tuple(hashsets) if hashsets else None,
         hashset_dir=str(hashset_dir) if hashset_dir else None,
         perceptual=not no_perceptual,
+        stall_seconds=stall_timeout,
         near=near_options(pdq_threshold, phash_threshold, enabled=not no_perceptual),
     )
     if workers is not None:

@@ -1,0 +1,247 @@
+"""A process pool that survives its workers: a crash or a hang costs one job, not the run.
+
+``concurrent.futures.ProcessPoolExecutor`` breaks for good when one worker
+dies (``BrokenProcessPool`` for every job in flight). Evidence is hostile: The
+Sleuth Kit can crash (SIGSEGV, abort) or loop forever in C on a corrupt
+structure. :class:`IsolatedPool` therefore runs each job in a worker of its
+own choosing and watches it:
+
+- a worker that dies fails only the job it was running, with
+  :class:`WorkerDied` (exit code or signal); a fresh worker takes its place;
+- a worker that sends no sign of life for ``stall_seconds`` is killed and
+  its job fails with :class:`WorkerStalled`. Jobs call :func:`heartbeat`
+  between chunks (cheap: at most five messages a second), so a long but
+  progressing job never times out, and a job stuck inside C code does.
+
+The parent decides what to do with a failed job (``examkit.scan`` retries a
+unit file by file and records a file that still kills its worker as
+``error``). Workers ignore SIGINT: the parent alone handles Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+HEARTBEAT_EVERY = 0.2  # seconds between a worker's signs of life, at most
+STALL_SECONDS = 300.0  # default: a job silent this long is killed
+
+_conn: Connection | None = None  # in a worker: where heartbeats go
+_last_beat = 0.0
+
+
+class WorkerDied(Exception):
+    """The worker running the job exited or was killed by a signal."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WorkerStalled(WorkerDied):
+    """The worker running the job showed no progress for too long and was killed."""
+
+
+def heartbeat() -> None:
+    """Tell the parent this worker is making progress (no-op outside an isolated worker)."""
+    global _last_beat
+    if _conn is None:
+        return
+    now = time.monotonic()
+    if now - _last_beat >= HEARTBEAT_EVERY:
+        _last_beat = now
+        _conn.send(("beat", None))
+
+
+def _worker_main(conn: Connection, preload: tuple[str, ...]) -> None:
+    global _conn
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for module in preload:
+        __import__(module)
+    _conn = conn
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        fn, args = job
+        try:
+            result = ("ok", fn(*args))
+        except BaseException as exc:  # sent back; the worker lives on
+            result = ("error", exc)
+        try:
+            conn.send(result)
+        except Exception as exc:  # the result or exception does not pickle
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+class _Worker:
+    def __init__(self, context: Any, preload: tuple[str, ...]) -> None:
+        parent, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, preload), daemon=True)
+        self.process.start()
+        child.close()
+        self.conn: Connection = parent
+        self.job: tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None = None
+        self.last_seen = time.monotonic()
+
+    def stop(self, kill: bool = False) -> None:
+        if kill and self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+class IsolatedPool(Executor):
+    """``workers`` processes, one job each at a time; see the module docstring."""
+
+    def __init__(
+        self,
+        workers: int,
+        context: Any = None,
+        preload: tuple[str, ...] = (),
+        stall_seconds: float = STALL_SECONDS,
+    ) -> None:
+        self.workers = max(1, workers)
+        self.context = context or multiprocessing.get_context()
+        self.preload = preload
+        self.stall_seconds = stall_seconds
+        self.crashes = 0  # workers that died or were killed, for the record
+        self._queue: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._pool: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="examkit-pool", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if kwargs:
+            raise TypeError("IsolatedPool jobs take positional arguments only")
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("the pool is shut down")
+            self._queue.append((future, fn, args))
+        os.write(self._wake_w, b"x")
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closing = True
+            if cancel_futures:
+                while self._queue:
+                    self._queue.popleft()[0].cancel()
+        os.write(self._wake_w, b"x")
+        if wait:
+            self._thread.join()
+        else:  # stop now: kill what runs (its results would be discarded anyway)
+            for worker in list(self._pool):
+                if worker.job is not None:
+                    worker.process.kill()
+
+    # -- the dispatcher thread ---------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                self._dispatch()
+                with self._lock:
+                    idle = not self._queue and all(w.job is None for w in self._pool)
+                    if self._closing and idle:
+                        break
+                ready = wait([w.conn for w in self._pool] + [w.process.sentinel for w in self._pool]
+                             + [self._wake_r], timeout=0.5)  # fmt: skip
+                if self._wake_r in ready:
+                    os.read(self._wake_r, 4096)
+                for worker in list(self._pool):
+                    if worker.conn in ready or worker.process.sentinel in ready:
+                        self._collect(worker)
+                self._check_stalls()
+        finally:
+            for worker in self._pool:
+                with contextlib.suppress(OSError):
+                    worker.conn.send(None)
+                worker.stop(kill=worker.job is not None)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            while self._queue:
+                worker = next((w for w in self._pool if w.job is None), None)
+                if worker is None and len(self._pool) < self.workers:
+                    worker = _Worker(self.context, self.preload)
+                    self._pool.append(worker)
+                if worker is None:
+                    return
+                future, fn, args = self._queue.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                worker.job = (future, fn, args)
+                worker.last_seen = time.monotonic()
+                try:
+                    worker.conn.send((fn, args))
+                except (OSError, ValueError) as exc:
+                    worker.job = None
+                    future.set_exception(exc)
+
+    def _collect(self, worker: _Worker) -> None:
+        while True:
+            try:
+                if not worker.conn.poll():
+                    break
+                kind, value = worker.conn.recv()
+            except (EOFError, OSError):
+                break
+            worker.last_seen = time.monotonic()
+            if kind == "beat":
+                continue
+            job, worker.job = worker.job, None
+            if job is not None:
+                if kind == "ok":
+                    job[0].set_result(value)
+                else:
+                    job[0].set_exception(value)
+        if not worker.process.is_alive():
+            self._replace(worker, WorkerDied(_how_it_died(worker.process.exitcode)))
+
+    def _check_stalls(self) -> None:
+        now = time.monotonic()
+        for worker in list(self._pool):
+            if worker.job is not None and now - worker.last_seen > self.stall_seconds:
+                worker.process.kill()
+                worker.process.join(5)
+                reason = f"no progress for {self.stall_seconds:.0f} s: the worker was stopped"
+                self._replace(worker, WorkerStalled(reason))
+
+    def _replace(self, worker: _Worker, error: WorkerDied) -> None:
+        """A dead worker: fail its job, drop it (a new one is started when needed)."""
+        self.crashes += 1
+        job, worker.job = worker.job, None
+        worker.stop()
+        self._pool.remove(worker)
+        if job is not None:
+            job[0].set_exception(error)
+
+
+def _how_it_died(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "the worker process ended"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"the worker process was killed by {name}"
+    return f"the worker process exited with code {exitcode}"

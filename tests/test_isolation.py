@@ -1,0 +1,150 @@
+"""Crash and hang isolation: a worker that dies or hangs costs one file, never the run."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from examkit.isolation import IsolatedPool, WorkerDied, WorkerStalled, heartbeat
+from tests.conftest import file_rows
+
+EXAMKIT = str(Path(sys.executable).with_name("examkit"))
+
+
+# jobs run in the pool's worker processes (imported there by reference)
+def square(x: int) -> int:
+    return x * x
+
+
+def crash(_x: int) -> int:
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return 0
+
+
+def hang(_x: int) -> int:
+    time.sleep(3600)  # no heartbeat: looks like a loop inside C code
+    return 0
+
+
+def slow_but_alive(seconds: float) -> str:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        heartbeat()
+        time.sleep(0.05)
+    return "done"
+
+
+def fail(_x: int) -> int:
+    raise ValueError("an ordinary error")
+
+
+@pytest.fixture
+def pool() -> IsolatedPool:
+    executor = IsolatedPool(2, multiprocessing.get_context("forkserver"), stall_seconds=1.0)
+    yield executor
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_crash_fails_only_its_job_and_the_pool_goes_on(pool: IsolatedPool) -> None:
+    crashed = pool.submit(crash, 1)
+    others = [pool.submit(square, n) for n in range(20)]
+    with pytest.raises(WorkerDied, match="SIGSEGV"):
+        crashed.result(30)
+    assert [f.result(30) for f in others] == [n * n for n in range(20)]
+    assert pool.submit(square, 7).result(30) == 49  # a fresh worker took its place
+    assert pool.crashes == 1
+
+
+def test_a_hang_is_stopped_and_progress_is_not_a_hang(pool: IsolatedPool) -> None:
+    started = time.monotonic()
+    hung = pool.submit(hang, 1)
+    alive = pool.submit(slow_but_alive, 2.5)  # longer than the stall limit, but beating
+    with pytest.raises(WorkerStalled, match="no progress for 1 s"):
+        hung.result(30)
+    assert time.monotonic() - started < 10
+    assert alive.result(30) == "done"
+    assert pool.submit(square, 3).result(30) == 9
+
+
+def test_ordinary_exceptions_come_back_and_the_worker_lives(pool: IsolatedPool) -> None:
+    with pytest.raises(ValueError, match="an ordinary error"):
+        pool.submit(fail, 1).result(30)
+    assert pool.submit(square, 4).result(30) == 16
+    assert pool.crashes == 0
+
+
+# A scan whose workers crash on one file and hang on another. The fault is injected in the
+# worker processes only, through a sitecustomize module every Python process imports.
+SITECUSTOMIZE = """
+import os, signal, time
+targets = os.environ.get("EXAMKIT_TEST_FAULTS")
+if targets:
+    faults = dict(item.split("=") for item in targets.split(","))
+    import examkit.worker as worker
+    original = worker.hash_unit
+    def hash_unit(unit):
+        for task in unit.tasks:
+            fault = faults.get(task.name)
+            if fault == "crash":
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if fault == "hang":
+                time.sleep(3600)
+        return original(unit)
+    worker.hash_unit = hash_unit
+"""
+
+
+def _scan(image: Path, case: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXAMKIT, "scan", str(image), "--case", str(case), "--json", "--workers", "2",
+         "--stall-timeout", "2", "--no-verify", "--no-perceptual"],
+        capture_output=True, text=True, env=env, timeout=180, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_a_file_that_kills_or_hangs_its_worker_is_an_error_and_the_scan_goes_on(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    image = fixture_images / "ext4.raw"
+    plain_case, faulty_case = tmp_path / "plain.sqlite", tmp_path / "faulty.sqlite"
+    env = dict(os.environ)
+    env.pop("EXAMKIT_TEST_FAULTS", None)
+    assert _scan(image, plain_case, env).returncode == 0
+    conn = sqlite3.connect(plain_case)
+    names = [r[0] for r in conn.execute(
+        "SELECT name FROM files WHERE status = 'ok' AND size > 0 ORDER BY file_id")]  # fmt: skip
+    conn.close()
+    crash_name, hang_name = names[3], names[-2]
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), env.get("PYTHONPATH", "")])
+    env["EXAMKIT_TEST_FAULTS"] = f"{crash_name}=crash,{hang_name}=hang"
+    started = time.monotonic()
+    done = _scan(image, faulty_case, env)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 120
+    assert json.loads(done.stdout)["status"] == "complete"
+    conn = sqlite3.connect(faulty_case)
+    errors = dict(conn.execute("SELECT name, error FROM files WHERE status = 'error'"))
+    conn.close()
+    assert set(errors) == {crash_name, hang_name}
+    assert "killed by SIGSEGV while reading this file" in errors[crash_name]
+    assert "no progress for 2 s" in errors[hang_name]
+    # every other row is exactly what the undisturbed scan recorded
+    skip = {"file_id", "evidence_id", "run_id", "volume_id", "filesystem_id"}
+
+    def others(case: Path) -> list[dict[str, object]]:
+        return [{k: v for k, v in row.items() if k not in skip}
+                for row in file_rows(case) if row["name"] not in errors]  # fmt: skip
+
+    assert others(plain_case) == others(faulty_case)
