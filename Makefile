@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 APT_RUNTIME = libmagic1 g++
 APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils
 
-.PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large bench-memory bench-perceptual apt-runtime apt-test clean
+.PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large bench-memory bench-perceptual fuzz apt-runtime apt-test clean
 
 $(STAMP): pyproject.toml
 	@./.ci/apt-ensure $(APT_RUNTIME)
@@ -65,6 +65,10 @@ bench-hashsets: apt-test $(STAMP)
 
 bench-hashsets-large: apt-test $(STAMP)
 	$(BIN)/python benchmarks/hashsets.py --large 50000000
+
+# Scan hundreds of mutated fixture images: no hang, no crash, nothing lost (tests/fuzz.py).
+fuzz: apt-test $(STAMP)
+	$(BIN)/python -m tests.fuzz --count 200
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

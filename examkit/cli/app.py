@@ -22,6 +22,7 @@ from . import (
     case_cmds,
     config_cmd,
     demo_cmd,
+    export_cmd,
     files_cmd,
     hashset_cmds,
     match_cmds,
@@ -77,6 +78,7 @@ hashset_cmds.register(app)
 match_cmds.register(app)
 verify_cmds.register(app)
 report_cmd.register(app)
+export_cmd.register(app)
 plugins_cmd.register(app)
 demo_cmd.register(app)
 config_cmd.register(app)
