@@ -51,6 +51,21 @@ class Case:
                 f"folder {path.parent} does not exist", "create it first, or give another path"
             )
         case = cls(path, _connect(path))
+        try:
+            case._initialise(case_number, title, agency, examiner)
+        except BaseException:  # interrupted or failed: remove the half-made file, it is ours
+            case.conn.close()
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm"),
+                             Path(f"{path}-journal")):  # fmt: skip
+                leftover.unlink(missing_ok=True)
+            raise
+        return case
+
+    def _initialise(
+        self, case_number: str | None, title: str | None, agency: str | None,
+        examiner: str | None,
+    ) -> None:  # fmt: skip
+        case, path = self, self.path
         with case.transaction():
             _migrate(case.conn, 0)
             case.conn.execute(
@@ -79,7 +94,6 @@ class Case:
                     "state": state_digest(case.conn),
                 },
             )
-        return case
 
     @classmethod
     def open(cls, path: Path) -> Case:

@@ -139,7 +139,8 @@ def run(count: int, seed: int, work: Path, timeout: float = 120.0, stall: int = 
         _check_case(case, base_digest, label, report)
         image.unlink()
         if not report.violations or not report.violations[-1].startswith(label):
-            case.unlink()
+            for leftover in work.glob(f"{case.name}*"):  # the case, its WAL and its lock
+                leftover.unlink()
     return report
 
 

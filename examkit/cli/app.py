@@ -114,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run again with --debug and report the traceback",
         )
         return EXIT_ERROR
+    if result == 130:  # typer turns a KeyboardInterrupt outside a scan into exit 130, silently
+        error_line("interrupted", "nothing half-written was kept; run the command again")
     return int(result) if isinstance(result, int) else EXIT_OK
 
 

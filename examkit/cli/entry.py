@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +17,13 @@ def error_line(message: str, hint: str = "") -> None:
         sys.stderr.write(f"hint: {safe_text(hint)}\n")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a command as cleanly as Ctrl-C
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the console script: a process of its own
+        signal.signal(signal.SIGTERM, _terminate)
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:2] == ["hashset", "lookup"] and "--debug" not in args:
         from .lookup_output import fast_lookup
@@ -31,8 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         if code is not None:
             return code
-    from .app import main as full_main
-
+    try:
+        from .app import main as full_main
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the program is still loading
+        error_line("interrupted", "nothing was started; run the command again")
+        return 130
     return full_main(args)
 
 

@@ -1,0 +1,94 @@
+"""SIGINT / SIGTERM at random points of real scans: each run ends interrupted, nothing is lost,
+and --resume (interrupted again and again) ends with the rows of an uninterrupted scan."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import comparable_rows
+
+EXAMKIT = str(Path(sys.executable).with_name("examkit"))
+SKIP = frozenset({"run_id"})
+
+
+def _scan(image: Path, case: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [EXAMKIT, "scan", str(image), "--case", str(case), "--workers", "2", "--no-perceptual",
+         *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _runs(case: Path) -> list[str]:
+    """Statuses of the case's runs (none when no case was made); opened read-only."""
+    if not case.exists():
+        return []
+    conn = sqlite3.connect(f"file:{case}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY run_id")]
+    finally:
+        conn.close()
+
+
+def test_random_interrupts_then_resume_give_the_uninterrupted_result(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    image = fixture_images / "mbr.raw"  # several partitions and file systems
+    reference = tmp_path / "reference.sqlite"
+    assert _scan(image, reference).wait(120) == 0
+    rng = random.Random(8)
+    interrupts = 0
+    for attempt in range(2):
+        case = tmp_path / f"case{attempt}.sqlite"
+        resume: tuple[str, ...] = ()
+        for _round in range(6):
+            _runs_before = _runs(case)
+            process = _scan(image, case, *resume)
+            time.sleep(rng.uniform(0.05, 1.2))
+            if process.poll() is None:
+                process.send_signal(rng.choice([signal.SIGINT, signal.SIGTERM]))
+                interrupts += 1
+            code = process.wait(60)
+            stderr = process.stderr.read() if process.stderr else ""
+            if code < 0:  # the signal came while Python itself was starting: nothing began
+                assert not case.exists() or _runs(case) == _runs_before
+                continue
+            assert code in (0, 1, 130), stderr
+            if code == 0:
+                break
+            assert "interrupted" in stderr and "Traceback" not in stderr, (code, stderr)
+            runs = _runs(case)
+            assert not runs or runs[-1] == "interrupted"  # (none: stopped before it started)
+            resume = ("--resume",) if runs else ()
+        else:
+            assert _scan(image, case, "--resume").wait(120) == 0
+        assert comparable_rows(case, SKIP) == comparable_rows(reference, SKIP)
+        verify = subprocess.run([EXAMKIT, "verify", str(case)], capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stdout
+    assert interrupts >= 4  # the test really interrupted scans
+    assert not [p for p in os.listdir(tmp_path) if p.endswith("-journal")]
+
+
+def test_an_interrupted_case_creation_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examkit import case as case_module
+    from examkit.case import Case
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(case_module.custody, "append", interrupted)
+    path = tmp_path / "new.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        Case.create(path)
+    assert list(tmp_path.iterdir()) == []  # no half-made case blocks the next attempt
