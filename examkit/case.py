@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from . import __version__, custody
 from .clock import utc_now
@@ -101,13 +102,13 @@ class Case:
         path = Path(path)
         if not path.is_file():
             raise CaseError(f"no case file at {path}", "create one with 'examkit case init'")
-        case = cls(path, _connect(path))
-        version = case.schema_version()
+        version = _probe(path)  # read only: a file that is not ours is never written to
         if version > SCHEMA_VERSION:
             raise CaseError(
                 f"{path} uses schema version {version}; this examkit knows up to {SCHEMA_VERSION}",
                 "open it with a newer examkit",
             )
+        case = cls(path, _connect(path))
         if version < SCHEMA_VERSION:
             with case.transaction():
                 _migrate(case.conn, version)
@@ -218,6 +219,26 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _probe(path: Path) -> int:
+    """The schema version of an examkit case, read without writing anything to the file."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise CaseError(f"cannot open {path}: {exc}", "check the path and its permissions") from exc
+    try:
+        row = conn.execute("SELECT schema_version FROM case_info WHERE id = 1").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise CaseError(
+            f"{path} is not an examkit case database ({exc})",
+            "check the path; examkit never changes a file it did not create",
+        ) from exc
+    finally:
+        conn.close()
+    if row is None or not isinstance(row[0], int):
+        raise CaseError(f"{path} has no valid case_info row", "the case file is damaged")
+    return int(row[0])
 
 
 def _connect(path: Path) -> sqlite_utils.Database:

@@ -32,6 +32,9 @@ def verify_case(case_path: Path, rehash: bool = False, actor: str | None = None)
         conn = case.conn
         problems: list[str] = []
         chain_ok, chain = custody.verify_chain(conn)
+        if chain_ok:  # a run whose process died (crash, full disk) is closed as interrupted,
+            case.mark_stale_runs()  # as every command does: its partial writes are examkit's
+            chain_ok, chain = custody.verify_chain(conn)
         if not chain_ok:
             problems.append(f"custody log: {chain}")
         signatures, bad_signatures = verify_signatures(conn)

@@ -49,7 +49,7 @@ def test_not_a_case_file(capsys, tmp_path: Path) -> None:
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello")
     code, _, err = run(capsys, "info", str(bogus))
-    assert code == 1 and "as a case database" in err and len(err.splitlines()) == 2
+    assert code == 1 and "not an examkit case database" in err and len(err.splitlines()) == 2
     assert bogus.read_text() == "hello"  # untouched
 
 
