@@ -67,7 +67,9 @@ def print_json(value: Any) -> None:
 
 
 def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """CSV on stdout; cells that a spreadsheet would run as formulas are defused with a quote."""
+    """CSV on stdout: text through the display gate (escape sequences, bidi controls and line
+    breaks shown as escapes), and cells a spreadsheet would run as formulas defused with a
+    quote."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
@@ -76,6 +78,8 @@ def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None
             v = row.get(col)
             if isinstance(v, bytes):
                 v = v.hex()
+            if isinstance(v, str):
+                v = safe_text(v)
             if isinstance(v, str) and v.startswith(_FORMULA_START):
                 v = "'" + v
             values.append("" if v is None else v)
