@@ -7,6 +7,7 @@ from typing import Protocol
 
 from .case import Case
 from .evidence import MediaStream
+from .isolation import heartbeat
 from .models import FileEntry
 from .plugins import Registry
 from .walk import find_volumes, open_filesystem
@@ -57,6 +58,7 @@ def _insert_entries(
             break
         batch.append(_file_row(evidence_id, volume_id, fs_id, entry))
         count += 1
+        heartbeat()  # a long walk that progresses is not a hang
         if len(batch) >= BATCH:
             with case.transaction() as conn:
                 conn.executemany(_INSERT_FILE, batch)

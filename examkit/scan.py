@@ -23,7 +23,7 @@ from .executors import ClusterExecutor, default_workers, local_executor, map_pat
 from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
-from .isolation import STALL_SECONDS, WorkerDied
+from .isolation import STALL_SECONDS, IsolatedPool, WorkerDied
 from .locking import case_lock
 from .matching import FileDigests, Matcher, NearOptions, match_case, use_sets, write_matches
 from .models import (
@@ -42,7 +42,7 @@ from .plan import plan_evidence
 from .plugins import Registry, registry
 from .query import grouped_counts
 from .runs import check_unchanged, finish_run, start_run
-from .worker import hash_unit, hash_whole_media
+from .worker import hash_unit, hash_whole_media, list_evidence
 
 PAGE = 5000
 
@@ -223,7 +223,10 @@ def _scan_one(
         if not row["planned"]:
             if progress:
                 progress.phase("listing", item.evidence_id, 0, 0)
-            plan_evidence(case, reg, item.evidence_id, media, progress)
+            if isinstance(executor, IsolatedPool):  # TSK walks corrupt metadata in a worker
+                _list_isolated(case, item, executor, progress)
+            else:
+                plan_evidence(case, reg, item.evidence_id, media, progress)
     paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
     media_job: Future[dict[str, str]] | None = None
     if options.verify_media:  # verified as the run starts, read alongside the hashing
@@ -400,6 +403,23 @@ def _hash_pending(
         drain(limit - 1)
         in_flight[executor.submit(hash_unit, unit)] = unit
     drain(0)
+
+
+def _list_isolated(
+    case: Case, item: EvidenceSet, executor: IsolatedPool, progress: Progress | None
+) -> None:
+    """The listing in a worker of the pool; a crash or hang there fails this evidence item."""
+    job = executor.submit(list_evidence, str(case.path), item.evidence_id, item.container.name,
+                          tuple(str(p) for p in item.paths))  # fmt: skip
+    try:
+        listed = job.result()
+    except WorkerDied as exc:
+        raise EvidenceError(
+            f"listing the file systems failed: {exc.reason}",
+            "the file-system metadata is corrupt; what was listed before is kept",
+        ) from exc
+    if progress:
+        progress.listed(listed)
 
 
 @contextmanager

@@ -130,6 +130,22 @@ def _image(
     return hash_image(b"".join(kept), mime, image_hashers)
 
 
+def list_evidence(case_path: str, evidence_id: str, container: str, paths: tuple[str, ...]) -> int:
+    """List every volume, file system and entry of one evidence item into the case (in a
+    worker: a crash or a hang of The Sleuth Kit on corrupt metadata costs this listing, not
+    the scan). The parent holds the case's lock and writes nothing meanwhile."""
+    from .case import Case
+    from .plan import plan_evidence
+
+    plugin = registry().get("containers", container)
+    with Case.open(Path(case_path)) as case, open_media(plugin, [Path(p) for p in paths]) as media:
+        plan_evidence(case, registry(), evidence_id, media)
+        (count,) = case.conn.execute(
+            "SELECT count(*) FROM files WHERE evidence_id = ?", (evidence_id,)
+        ).fetchone()
+    return int(count)
+
+
 def hash_whole_media(container: str, paths: tuple[str, ...]) -> dict[str, str]:
     """MD5/SHA-1/SHA-256 (and any other hasher) of the whole media stream."""
     plugin = registry().get("containers", container)

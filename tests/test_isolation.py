@@ -148,3 +148,49 @@ def test_a_file_that_kills_or_hangs_its_worker_is_an_error_and_the_scan_goes_on(
                 for row in file_rows(case) if row["name"] not in errors]  # fmt: skip
 
     assert others(plain_case) == others(faulty_case)
+
+
+LISTING_FAULTS = """
+import os, signal, time
+targets = os.environ.get("EXAMKIT_TEST_LISTING_FAULTS")
+if targets:
+    faults = dict(item.split("=") for item in targets.split(","))
+    import examkit.worker as worker
+    original = worker.list_evidence
+    def list_evidence(case_path, evidence_id, container, paths):
+        fault = faults.get(evidence_id)
+        if fault == "crash":
+            os.kill(os.getpid(), signal.SIGABRT)
+        if fault == "hang":
+            time.sleep(3600)
+        return original(case_path, evidence_id, container, paths)
+    worker.list_evidence = list_evidence
+"""
+
+
+def test_a_listing_that_crashes_or_hangs_fails_only_its_evidence(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(textwrap.dedent(LISTING_FAULTS))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), env.get("PYTHONPATH", "")])
+    env["EXAMKIT_TEST_LISTING_FAULTS"] = "fat16=crash,exfat=hang"
+    images = [fixture_images / n for n in ("fat16.raw", "ext4.raw", "exfat.raw")]
+    case = tmp_path / "case.sqlite"
+    done = subprocess.run(
+        [EXAMKIT, "scan", *map(str, images), "--case", str(case), "--json", "--workers", "2",
+         "--stall-timeout", "2", "--no-verify", "--no-perceptual"],
+        capture_output=True, text=True, env=env, timeout=180, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # items failed; the parent did not
+    assert "Traceback" not in done.stderr
+    summary = json.loads(done.stdout)
+    failures = dict(f.split(": ", 1) for f in summary["failures"])
+    assert set(failures) == {"fat16", "exfat"}
+    assert "killed by SIGABRT" in failures["fat16"]
+    assert "no progress for 2 s" in failures["exfat"]
+    conn = sqlite3.connect(case)
+    status = dict(conn.execute("SELECT evidence_id, scan_status FROM evidence"))
+    conn.close()
+    assert status == {"fat16": "failed", "ext4": "complete", "exfat": "failed"}
