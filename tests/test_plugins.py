@@ -16,7 +16,7 @@ from examkit.plugins import Registry, plugin_manager, registry
 
 def test_first_party_plugins_are_loaded_in_priority_order() -> None:
     reg = registry()
-    assert [c.name for c in reg.containers] == ["ewf", "split-raw", "raw"]
+    assert [c.name for c in reg.containers] == ["ewf", "qcow", "vhdi", "vmdk", "split-raw", "raw"]
     assert {h.name for h in reg.hashers} >= {"md5", "sha1", "sha256"}
     versions = reg.versions()
     assert "filesystems/tsk" in versions and "TSK" in versions["filesystems/tsk"]

@@ -1,0 +1,162 @@
+"""QEMU copy-on-write disks (QCOW version 1, 2 and 3) through libqcow.
+
+Encrypted images (legacy AES or LUKS) and overlays on a backing file are refused: the
+first cannot be read without the key, the second holds only the changes to its backing disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyqcow
+
+from examkit import __version__
+from examkit.errors import EvidenceError
+from examkit.evidence import Container, MediaStream
+from examkit.hookspecs import Register, hookimpl
+from examkit.models import MediaInfo
+
+MAGIC = b"QFI\xfb"
+ENCRYPTION = {0: None, 1: "AES", 2: "LUKS"}
+_LIBYAL_PART = re.compile(r"\.\s+(?=[A-Za-z]\w*_\w+: )")
+
+
+def libyal_cause(exc: BaseException) -> str:
+    """The most specific reason in a libyal error chain (``py…: a. lib…: b. …``), one line."""
+    text = " ".join(str(exc).split())
+    parts = [p.split(": ", 1)[-1].rstrip(".") for p in _LIBYAL_PART.split(text) if p]
+    if not parts:
+        return type(exc).__name__
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def parse_header(head: bytes) -> dict[str, int]:
+    """The QCOW header fields examkit needs: version, cluster_bits, crypt_method."""
+    if len(head) < 48 or not head.startswith(MAGIC):
+        return {}
+    (version,) = struct.unpack_from(">I", head, 4)
+    if version == 1:  # ... size u64 @24, cluster_bits u8 @32, l2_bits u8, pad u16, crypt u32 @36
+        cluster_bits = head[32]
+        (crypt,) = struct.unpack_from(">I", head, 36)
+    else:  # ... cluster_bits u32 @20, size u64 @24, crypt_method u32 @32
+        cluster_bits, _, crypt = struct.unpack_from(">IQI", head, 20)
+    return {"version": version, "cluster_bits": cluster_bits, "crypt_method": crypt}
+
+
+def _beside(child: Path, name: str) -> Path:
+    """Where a backing file named in an overlay is: as written, else next to the overlay."""
+    written = Path(name)
+    return written if written.is_absolute() else child.parent / name
+
+
+class QcowMedia(MediaStream):
+    def __init__(self, handle: Any, path: Path, header: dict[str, int]) -> None:
+        self._handle = handle
+        meta = {"format": "QCOW", "format_version": str(header.get("version", ""))}
+        if header.get("cluster_bits"):
+            meta["cluster_size"] = str(1 << header["cluster_bits"])
+        super().__init__(
+            MediaInfo(
+                container="qcow",
+                paths=(str(path),),
+                size=int(handle.get_media_size()),
+                stored_hashes={},  # QCOW carries no acquisition hash
+                metadata={k: v for k, v in meta.items() if v},
+            )
+        )
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset >= self.size or length <= 0:
+            return b""
+        length = min(length, self.size - offset)
+        try:
+            data = bytes(self._handle.read_buffer_at_offset(length, offset))
+        except OSError as exc:
+            raise OSError(
+                f"libqcow cannot read {length} bytes at offset {offset}: {libyal_cause(exc)}"
+            ) from exc
+        if len(data) < length:  # libqcow returns nothing for clusters past the end of file
+            raise OSError(f"QCOW data ends early at offset {offset + len(data)}: truncated")
+        return data
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._handle.close()
+
+
+def _check(path: Path, handle: Any) -> None:
+    """Refuse overlays: their data is only complete with the backing file."""
+    backing = handle.backing_filename
+    if not backing:
+        return
+    if _beside(path, str(backing)).exists():
+        raise EvidenceError(
+            f"{path} is a QCOW overlay on backing file {_beside(path, str(backing))}: disk"
+            " chains are not read",
+            "merge the chain into one image (qemu-img convert -O raw CHILD merged.raw), record"
+            " its hash and scan that; or scan the backing disk on its own",
+        )
+    raise EvidenceError(
+        f"{path} is a QCOW overlay whose backing file {str(backing)!r} is missing",
+        "an overlay holds only the changes to its backing file: find it, merge the chain"
+        " (qemu-img convert -O raw) and scan the merged image",
+    )
+
+
+class QcowContainer(Container):
+    name = "qcow"
+    version = f"{__version__} (libqcow {pyqcow.get_version()})"
+    description = "QEMU copy-on-write disk (QCOW version 1, 2, 3; not encrypted, no backing file)"
+    priority = 90
+
+    def detect(self, path: Path, head: bytes) -> bool:
+        return head.startswith(MAGIC)
+
+    def open(self, paths: Sequence[Path]) -> MediaStream:
+        path = paths[0]
+        with open(path, "rb") as fh:
+            header = parse_header(fh.read(512))
+        method = header.get("crypt_method", 0)
+        if method:
+            raise EvidenceError(
+                f"{path} is an encrypted QCOW ({ENCRYPTION.get(method) or f'method {method}'})",
+                "decrypt it with the key (qemu-img convert --object secret,… -O raw) and scan"
+                " the decrypted image",
+            )
+        handle = pyqcow.file()
+        try:
+            handle.open(str(path))
+        except OSError as exc:
+            raise EvidenceError(
+                f"libqcow cannot open {path}: {libyal_cause(exc)}",
+                "the QCOW may be corrupt or truncated; check it with qemu-img check",
+            ) from exc
+        try:
+            _check(path, handle)
+            media = QcowMedia(handle, path, header)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                handle.close()
+            if isinstance(exc, OSError):
+                raise EvidenceError(
+                    f"libqcow cannot read {path}: {libyal_cause(exc)}",
+                    "the QCOW may be corrupt; check it with qemu-img check",
+                ) from exc
+            raise
+        if media.size == 0:
+            media.close()
+            raise EvidenceError(
+                f"{path} describes a disk of 0 bytes: the QCOW is corrupt or incomplete",
+                "check it with qemu-img check; restore it from the original copy",
+            )
+        return media
+
+
+@hookimpl
+def register_containers(register: Register) -> None:
+    register(QcowContainer())
