@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 # hashdeep are the independent oracles the tests compare against; ntfs-3g builds fresh NTFS
 # images; chromium renders the HTML report and poppler-utils' pdftotext reads the PDF one.
 APT_RUNTIME = libmagic1 g++
-APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils
+APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils qemu-utils
 
 .PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large bench-memory bench-perceptual fuzz apt-runtime apt-test clean
 

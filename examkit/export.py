@@ -116,6 +116,13 @@ def _rows(case: Case, file_ids: Sequence[int]) -> list[dict[str, object]]:
             (file_id,),
         ).fetchone()
         if row is None:
+            inside = case.conn.execute(
+                "SELECT parent_file_id FROM files WHERE file_id = ? AND parent_file_id IS NOT NULL",
+                (file_id,),
+            ).fetchone()
+            if inside:
+                hint = f"export the archive (--file-id {inside[0]}) and open it"
+                raise UsageError(f"file {file_id} is a member of the archive {inside[0]}", hint)
             raise UsageError(f"no file with id {file_id} in the case",
                              "'examkit files CASE' lists the ids")  # fmt: skip
         record = dict(zip(_KEYS, row, strict=True))

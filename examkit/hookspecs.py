@@ -46,6 +46,11 @@ def register_image_hashers(register: Register) -> None:
 
 
 @hookspec
+def register_archive_formats(register: Register) -> None:
+    """Register archive formats whose members are hashed (``examkit.archives.ArchiveFormat``)."""
+
+
+@hookspec
 def register_hashset_formats(register: Register) -> None:
     """Register hash-set file loaders (``examkit.hashformat.HashSetFormat``)."""
 

@@ -17,7 +17,8 @@ from .integrity import state_digest
 from .plugins import Registry
 
 _IMAGE_SUFFIX = re.compile(
-    r"(\.(e01|ex01|s01|l01|raw|dd|img|bin|iso|ima|vhd|vmdk|\d{3}|[a-z]{2}))+$", re.IGNORECASE
+    r"(\.(e01|ex01|s01|l01|raw|dd|img|bin|iso|ima|vhdx?|vmdk|qcow2?|\d{3}|[a-z]{2}))+$",
+    re.IGNORECASE,
 )
 _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .archives import ArchiveResult
 from .perceptual import ImageResult
 
 # Read status of a stream in ``files.status``.
@@ -115,6 +116,7 @@ class WorkUnit:
     paths: tuple[str, ...]
     tasks: tuple[StreamTask, ...]
     perceptual: bool = True  # hash images perceptually (off: --no-perceptual)
+    archive_depth: int = 3  # archives expanded this many levels deep (0: not at all)
 
     @property
     def size(self) -> int:
@@ -133,6 +135,7 @@ class StreamResult:
     extension_mismatch: int | None = None
     error: str | None = None
     image: ImageResult | None = None  # perceptual hashes of an image stream
+    archive: ArchiveResult | None = None  # members of an archive stream
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from . import __version__, hookspecs
+from .archives import ArchiveFormat
 from .errors import PluginError
 from .evidence import Container
 from .hashformat import HashSetFormat
@@ -24,12 +25,19 @@ from .walk import FileSystemWalker, VolumeSystem
 
 FIRST_PARTY = (
     "examkit_plugins.containers.ewf",
+    "examkit_plugins.containers.vmdk",
+    "examkit_plugins.containers.vhdi",
+    "examkit_plugins.containers.qcow",
     "examkit_plugins.containers.split",
     "examkit_plugins.containers.raw",
     "examkit_plugins.volumes.tsk",
     "examkit_plugins.filesystems.tsk",
     "examkit_plugins.hashers.crypto",
     "examkit_plugins.hashers.perceptual",
+    "examkit_plugins.archives.tar_format",
+    "examkit_plugins.archives.zipfile_format",
+    "examkit_plugins.archives.sevenzip_format",
+    "examkit_plugins.archives.gzip_format",
     "examkit_plugins.hashsets.encase",
     "examkit_plugins.hashsets.nsrl",
     "examkit_plugins.hashsets.nsrl_rds2",
@@ -52,6 +60,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "filesystems": ("register_filesystems", FileSystemWalker),
     "hashers": ("register_hashers", Hasher),
     "image_hashers": ("register_image_hashers", ImageHasher),
+    "archive_formats": ("register_archive_formats", ArchiveFormat),
     "hashset_formats": ("register_hashset_formats", HashSetFormat),
     "report_formats": ("register_report_formats", ReportFormat),
 }
@@ -154,6 +163,10 @@ class Registry:
     @property
     def image_hashers(self) -> list[ImageHasher]:
         return self.all("image_hashers")
+
+    @property
+    def archive_formats(self) -> list[ArchiveFormat]:
+        return self.all("archive_formats")
 
     @property
     def hashset_formats(self) -> list[HashSetFormat]:

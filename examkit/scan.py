@@ -26,6 +26,7 @@ from .intake import EvidenceSet, record_evidence, resolve_sets
 from .isolation import STALL_SECONDS, IsolatedPool, WorkerDied
 from .locking import case_lock
 from .matching import FileDigests, Matcher, NearOptions, match_case, use_sets, write_matches
+from .members import image_columns, record_members
 from .models import (
     ERROR,
     OK,
@@ -69,6 +70,7 @@ class ScanOptions:
     unit_bytes: int = 32 << 20
     unit_files: int = 256
     stall_seconds: float = STALL_SECONDS  # a worker silent this long is stopped (hung in TSK)
+    archive_depth: int = 3  # archives inside archives expanded this deep (0: not expanded)
     cluster: str | None = None  # Dask scheduler address; None: local processes
     path_map: tuple[tuple[str, str], ...] = ()  # (LOCAL, REMOTE) prefixes for cluster workers
     hashsets: tuple[str, ...] | None = None  # None: every set in the library
@@ -292,10 +294,14 @@ def _units(case: Case, item: EvidenceSet, options: ScanOptions) -> Iterator[Work
         tasks.append(task)
         size += task.size
         if size >= options.unit_bytes or len(tasks) >= options.unit_files:
-            yield WorkUnit(item.container.name, paths, tuple(tasks), options.perceptual)
+            yield WorkUnit(
+                item.container.name, paths, tuple(tasks), options.perceptual, options.archive_depth
+            )
             tasks, size = [], 0
     if tasks:
-        yield WorkUnit(item.container.name, paths, tuple(tasks), options.perceptual)
+        yield WorkUnit(
+            item.container.name, paths, tuple(tasks), options.perceptual, options.archive_depth
+        )
 
 
 _UPDATE = (
@@ -313,18 +319,11 @@ def _write(
     rows = []
     for r in results:
         extra = {k: v for k, v in r.digests.items() if k not in COLUMN_DIGESTS}
-        image = r.image
-        values = dict(image.hashes) if image else {}
-        pdq, quality = values.pop("pdq", (None, None))
-        phash, dhash = values.pop("phash", (None,))[0], values.pop("dhash", (None,))[0]
         rows.append(
             (
                 r.status, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
                 r.digests.get("sha256"), dumps(extra) if extra else None, r.mime,
-                r.extension_mismatch, r.error, run_id, pdq, quality, phash, dhash,
-                image.status if image else None, image.detail if image else None,
-                image.width if image else None, image.height if image else None,
-                dumps({k: v[0] for k, v in values.items()}) if values else None, r.file_id,
+                r.extension_mismatch, r.error, run_id, *image_columns(r.image), r.file_id,
             )
         )  # fmt: skip
     hashed = [
@@ -333,10 +332,12 @@ def _write(
         for r in results
         if r.status == OK
     ]  # fmt: skip
-    matches = matcher.rows(hashed, run_id) if matcher else []
     with case.transaction() as conn:
         conn.executemany(_UPDATE, rows)
-        return write_matches(conn, matches)
+        for r in results:  # archive members become rows of their own, matched like files
+            if r.archive is not None:
+                hashed += record_members(conn, r.file_id, r.archive, run_id)
+        return write_matches(conn, matcher.rows(hashed, run_id) if matcher else [])
 
 
 def _perceptual(r: StreamResult) -> tuple[str | None, int | None, str | None]:
@@ -377,7 +378,13 @@ def _hash_pending(
                 except WorkerDied as exc:  # a crash or a hang in the evidence libraries
                     if len(unit.tasks) > 1:  # retried file by file: only the culprit is lost
                         for task in unit.tasks:
-                            single = WorkUnit(unit.container, unit.paths, (task,), unit.perceptual)
+                            single = WorkUnit(
+                                unit.container,
+                                unit.paths,
+                                (task,),
+                                unit.perceptual,
+                                unit.archive_depth,
+                            )
                             in_flight[executor.submit(hash_unit, single)] = single
                         continue
                     (task,) = unit.tasks

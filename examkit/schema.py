@@ -3,7 +3,7 @@ names and meanings are a contract (docs/case-database.md)."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -229,5 +229,13 @@ ALTER TABLE files ADD COLUMN image_width INTEGER;      -- as stored, before the 
 ALTER TABLE files ADD COLUMN image_height INTEGER;
 ALTER TABLE files ADD COLUMN image_hashes TEXT;        -- JSON: other image-hasher plugins' values
 CREATE INDEX files_images ON files(evidence_id) WHERE pdq IS NOT NULL OR phash IS NOT NULL;
+""",
+    5: """
+ALTER TABLE files ADD COLUMN archive_format TEXT;      -- archive plugin that read its members
+ALTER TABLE files ADD COLUMN archive_status TEXT;      -- ok | bomb | corrupt | too_deep
+                                                       -- | encrypted; NULL: not an archive
+ALTER TABLE files ADD COLUMN archive_detail TEXT;      -- why the expansion stopped
+ALTER TABLE files ADD COLUMN archive_members INTEGER;  -- members recorded under it
+CREATE INDEX files_parent ON files(parent_file_id) WHERE parent_file_id IS NOT NULL;
 """,
 }

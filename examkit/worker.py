@@ -7,10 +7,12 @@ one scan do not reopen images and file systems.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from .archives import ArchiveFormat, ArchiveLimits, ArchiveResult, expand, format_for
 from .evidence import MediaStream, hash_media, open_media
 from .filetype import detect_mime, extension_mismatch
 from .hashing import HEAD_SIZE, StreamDigest
@@ -69,54 +71,99 @@ def hash_unit(unit: WorkUnit) -> list[StreamResult]:
     """Read and hash every stream of a unit; a failing stream is recorded, not raised.
 
     One read per stream: the chunks feed every digest, the first bytes give the
-    type, and an image's chunks are also kept (up to ``MAX_IMAGE_BYTES``) to be
-    decoded once for the perceptual hashes.
+    type; an image's chunks are also kept (up to ``MAX_IMAGE_BYTES``) to be
+    decoded once for the perceptual hashes, and an archive's are spooled to a
+    temporary file whose members are then read (``examkit.archives``).
     """
     media = _media(unit.container, unit.paths)
-    hashers = registry().hashers
-    image_hashers = registry().image_hashers if unit.perceptual else []
+    reg = registry()
+    hashers = reg.hashers
+    image_hashers = reg.image_hashers if unit.perceptual else []
+    formats = reg.archive_formats if unit.archive_depth > 0 else []
+    limits = ArchiveLimits(max_depth=max(1, unit.archive_depth))
     results: list[StreamResult] = []
     for task in unit.tasks:
         heartbeat()
-        digest = StreamDigest(hashers)
-        mime: str | None = None
-        typed = False
-        kept: list[bytes] | None = [] if image_hashers else None
-        try:
-            fs = _filesystem(media, task.walker, task.fs_offset)
-            for chunk in fs.read(task.inode, task.attr_type, task.attr_id, task.size):
-                digest.update(chunk)
-                heartbeat()
-                if kept is not None:
-                    kept.append(chunk)
-                    if not typed and digest.bytes >= HEAD_SIZE:
-                        typed, mime = True, detect_mime(digest.head)
-                        if mime not in IMAGE_MIMES or task.size > MAX_IMAGE_BYTES:
-                            kept = None  # not an image, or too large to decode: keep nothing
-        except Exception as exc:
-            results.append(StreamResult(task.file_id, ERROR, digest.bytes, error=_message(exc)))
-            continue
-        if not typed:
-            mime = detect_mime(digest.head)
-        mismatch = extension_mismatch(task.name, mime)
-        image = _image(mime, task.size, kept, image_hashers)
-        if digest.bytes < task.size:
-            results.append(
-                StreamResult(
-                    task.file_id,
-                    SHORT,
-                    digest.bytes,
-                    digest.hexdigests(),
-                    mime,
-                    mismatch,
-                    f"file system returned {digest.bytes} of {task.size} bytes",
-                    image,
-                )
-            )
-        else:
-            results.append(StreamResult(task.file_id, OK, digest.bytes, digest.hexdigests(),
-                                        mime, mismatch, None, image))  # fmt: skip
+        with _Keeper(task, image_hashers, formats) as keeper:
+            digest = StreamDigest(hashers)
+            try:
+                fs = _filesystem(media, task.walker, task.fs_offset)
+                for chunk in fs.read(task.inode, task.attr_type, task.attr_id, task.size):
+                    digest.update(chunk)
+                    heartbeat()
+                    keeper.add(chunk, digest)
+            except Exception as exc:
+                results.append(StreamResult(task.file_id, ERROR, digest.bytes,
+                                            error=_message(exc)))  # fmt: skip
+                continue
+            mime = keeper.finish(digest)
+            mismatch = extension_mismatch(task.name, mime)
+            image = _image(mime, task.size, keeper.image_chunks, image_hashers)
+            archive = keeper.expand(hashers, image_hashers, limits)
+        short = digest.bytes < task.size
+        results.append(StreamResult(
+            task.file_id, SHORT if short else OK, digest.bytes, digest.hexdigests(), mime,
+            mismatch, f"file system returned {digest.bytes} of {task.size} bytes" if short
+            else None, image, archive,
+        ))  # fmt: skip
     return results
+
+
+class _Keeper:
+    """What a stream's chunks are kept for besides its digests: decoding an image (memory, up
+    to ``MAX_IMAGE_BYTES``) or expanding an archive (a temporary file). Decided once the head
+    is typed; until then the first chunks are held."""
+
+    def __init__(self, task: Any, image_hashers: list[Any], formats: list[ArchiveFormat]) -> None:
+        self.task, self.image_hashers, self.formats = task, image_hashers, formats
+        self.mime: str | None = None
+        self.typed = False
+        self.held: list[bytes] = []
+        self.image_chunks: list[bytes] | None = None
+        self.archive_format: ArchiveFormat | None = None
+        self.spool: Any = None
+
+    def __enter__(self) -> _Keeper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.spool is not None:
+            self.spool.close()  # a temporary file: removed on close
+
+    def add(self, chunk: bytes, digest: StreamDigest) -> None:
+        if not self.typed:
+            self.held.append(chunk)
+            if digest.bytes >= HEAD_SIZE:
+                self._decide(digest)
+            return
+        if self.image_chunks is not None:
+            self.image_chunks.append(chunk)
+        if self.spool is not None:
+            self.spool.write(chunk)
+
+    def finish(self, digest: StreamDigest) -> str | None:
+        if not self.typed:
+            self._decide(digest)
+        return self.mime
+
+    def _decide(self, digest: StreamDigest) -> None:
+        self.typed, self.mime = True, detect_mime(digest.head)
+        held, self.held = self.held, []
+        if self.image_hashers and self.mime in IMAGE_MIMES and self.task.size <= MAX_IMAGE_BYTES:
+            self.image_chunks = held
+        self.archive_format = format_for(self.formats, self.mime, digest.head)
+        if self.archive_format is not None:
+            self.spool = tempfile.NamedTemporaryFile(prefix="examkit-archive-")  # noqa: SIM115
+            for chunk in held:
+                self.spool.write(chunk)
+
+    def expand(self, hashers: Any, image_hashers: list[Any], limits: ArchiveLimits
+               ) -> ArchiveResult | None:  # fmt: skip
+        if self.archive_format is None or self.spool is None:
+            return None
+        self.spool.flush()
+        return expand(Path(self.spool.name), self.task.name, self.archive_format, hashers,
+                      image_hashers, self.formats, limits)  # fmt: skip
 
 
 def _image(

@@ -228,6 +228,13 @@ def scan_command(
         min=1,
         help="Stop a worker that makes no progress for this many seconds (a hang in TSK).",
     ),
+    archive_depth: int = typer.Option(
+        3,
+        "--archive-depth",
+        min=0,
+        max=16,
+        help="Expand archives (ZIP, 7z, TAR, gzip) this many levels deep; 0: not at all.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Scan images into a case: every volume, file system, file and stream, hashed and matched."""
@@ -241,6 +248,7 @@ def scan_command(
         hashset_dir=str(hashset_dir) if hashset_dir else None,
         perceptual=not no_perceptual,
         stall_seconds=stall_timeout,
+        archive_depth=archive_depth,
         near=near_options(pdq_threshold, phash_threshold, enabled=not no_perceptual),
     )
     if workers is not None:

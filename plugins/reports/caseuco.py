@@ -511,6 +511,9 @@ class _Builder:
                 "uco-core:hasFacet": facets,
             }
         )
+        if row.get("parent_file_id") is not None:  # an archive member: inside its archive
+            self.relationship(iri, self.ids("file", row["parent_file_id"]), "Contained_Within",
+                              observable=True)  # fmt: skip
         return iri
 
     # -- runs -------------------------------------------------------------------------------

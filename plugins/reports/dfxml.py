@@ -14,7 +14,8 @@ fileobjects of their own, named ``path:stream`` as ``fls`` names them; SHA-256
 is given besides MD5 and SHA-1; ``<id>`` is the row's ``file_id`` in the case
 (so a fileobject can be looked up in the case database); ``<libmagic>`` holds
 the MIME type examkit found. What ``fiwalk`` records and examkit does not keep
-(``parent_object``, ``mode``, ``uid``, byte runs …) is left out.
+(``mode``, ``uid``, byte runs …) is left out. An archive member (outside any
+file system, so at the top level) has ``<parent_object><id>`` naming its archive.
 
 The document is written as it is read (one fileobject at a time), so a case
 of millions of files needs no more memory than a small one. Every string from
@@ -283,6 +284,10 @@ class DfxmlReport(ReportFormat):
             parts.append(leaf(inner, "used", 1))
         if row.get("state") == "orphan":
             parts.append(leaf(inner, "orphan", 1))
+        if row.get("parent_file_id") is not None:  # an archive member: the archive's <id>
+            parts.append(f"{inner}<parent_object>\n")
+            parts.append(leaf(inner + "  ", "id", int(row["parent_file_id"])))
+            parts.append(f"{inner}</parent_object>\n")
         if row.get("inode") is not None:
             parts.append(leaf(inner, "inode", int(row["inode"])))
         if has_meta and kind in META_TYPES:
