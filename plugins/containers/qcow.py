@@ -7,7 +7,6 @@ first cannot be read without the key, the second holds only the changes to its b
 from __future__ import annotations
 
 import contextlib
-import re
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,18 +20,10 @@ from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
 
+from ._libyal import libyal_cause
+
 MAGIC = b"QFI\xfb"
 ENCRYPTION = {0: None, 1: "AES", 2: "LUKS"}
-_LIBYAL_PART = re.compile(r"\.\s+(?=[A-Za-z]\w*_\w+: )")
-
-
-def libyal_cause(exc: BaseException) -> str:
-    """The most specific reason in a libyal error chain (``py…: a. lib…: b. …``), one line."""
-    text = " ".join(str(exc).split())
-    parts = [p.split(": ", 1)[-1].rstrip(".") for p in _LIBYAL_PART.split(text) if p]
-    if not parts:
-        return type(exc).__name__
-    return parts[1] if len(parts) > 1 else parts[0]
 
 
 def parse_header(head: bytes) -> dict[str, int]:

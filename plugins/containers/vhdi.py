@@ -23,6 +23,8 @@ from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
 
+from ._libyal import libyal_cause
+
 VHD = b"conectix"  # the footer cookie (also at offset 0 of a dynamic or differencing VHD)
 VHDX = b"vhdxfile"
 FOOTER = 512
@@ -30,16 +32,6 @@ FOOTER = 512
 _DISK_TYPES = {
     getattr(pyvhdi.disk_types, n): n.lower() for n in dir(pyvhdi.disk_types) if n.isupper()
 }
-_LIBYAL_PART = re.compile(r"\.\s+(?=[A-Za-z]\w*_\w+: )")
-
-
-def libyal_cause(exc: BaseException) -> str:
-    """The most specific reason in a libyal error chain (``py…: a. lib…: b. …``), one line."""
-    text = " ".join(str(exc).split())
-    parts = [p.split(": ", 1)[-1].rstrip(".") for p in _LIBYAL_PART.split(text) if p]
-    if not parts:
-        return type(exc).__name__
-    return parts[1] if len(parts) > 1 else parts[0]
 
 
 def fixed_vhd_footer(path: Path) -> bool:

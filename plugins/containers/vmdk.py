@@ -25,6 +25,8 @@ from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
 
+from ._libyal import libyal_cause
+
 SPARSE = b"KDMV"  # VMware 4+ sparse extent (monolithicSparse, twoGbMaxExtentSparse, stream)
 COWD = b"COWD"  # ESX 2.x sparse extent
 DESCRIPTOR = b"# disk descriptorfile"
@@ -37,16 +39,6 @@ _DISK_TYPES = {
 _EXTENT_TYPES = {
     getattr(pyvmdk.extent_types, n): n.lower() for n in dir(pyvmdk.extent_types) if n.isupper()
 }
-_LIBYAL_PART = re.compile(r"\.\s+(?=[A-Za-z]\w*_\w+: )")
-
-
-def libyal_cause(exc: BaseException) -> str:
-    """The most specific reason in a libyal error chain (``py…: a. lib…: b. …``), one line."""
-    text = " ".join(str(exc).split())
-    parts = [p.split(": ", 1)[-1].rstrip(".") for p in _LIBYAL_PART.split(text) if p]
-    if not parts:
-        return type(exc).__name__
-    return parts[1] if len(parts) > 1 else parts[0]
 
 
 def _head(path: Path, size: int = 512) -> bytes:
