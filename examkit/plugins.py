@@ -32,6 +32,8 @@ FIRST_PARTY = (
     "examkit_plugins.containers.raw",
     "examkit_plugins.volumes.tsk",
     "examkit_plugins.filesystems.tsk",
+    "examkit_plugins.filesystems.apfs",
+    "examkit_plugins.filesystems.xfs",
     "examkit_plugins.hashers.crypto",
     "examkit_plugins.hashers.perceptual",
     "examkit_plugins.archives.tar_format",

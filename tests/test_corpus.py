@@ -21,8 +21,10 @@ def _summary() -> dict[str, Any]:
 
 SUMMARY = _summary()
 # pytsk3 has no pool API (APFS) and TSK has no XFS: issue 10 adds libyal walkers.
-NOT_YET = {"dfvfs-apfs.raw", "utillinux-xfs.img.xz"}
-IMAGES = sorted(k for k in SUMMARY if k not in NOT_YET)
+# read by the libyal walkers, not TSK: their fls oracles need TSK's pool options (APFS) or do
+# not exist (XFS); tests/test_fs_libyal.py checks them
+LIBYAL = {"dfvfs-apfs.raw", "utillinux-xfs.img.xz"}
+IMAGES = sorted(k for k in SUMMARY if k not in LIBYAL)
 SPLIT_SECOND = {"dfvfs-image.raw.000", "plaso-image-split.E01"}
 
 
@@ -149,11 +151,12 @@ def test_raw_and_e01_give_identical_rows(corpus, tmp_path: Path, raw: str, ewf: 
     assert rows(raw) == rows(ewf)
 
 
-@pytest.mark.parametrize("corpus_file", sorted(NOT_YET))
-def test_unsupported_file_system_is_recorded_and_scan_goes_on(
-    corpus, unpacked: Path, tmp_path: Path, corpus_file: str
-) -> None:
-    image = unpack(CORPUS / corpus_file, unpacked)
+def test_unknown_file_system_is_recorded_and_scan_goes_on(tmp_path: Path) -> None:
+    """A volume no walker recognises (here: random bytes) is an error row; the scan completes."""
+    import random
+
+    image = tmp_path / "unknown.raw"
+    image.write_bytes(random.Random(10).randbytes(4 << 20))
     case = tmp_path / "case.sqlite"
     summary = do_scan(case, [image], workers=1)
     assert summary.status == "complete"

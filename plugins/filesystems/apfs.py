@@ -1,0 +1,223 @@
+"""APFS through libfsapfs (pyfsapfs): pytsk3 has no pool API, so TSK cannot open APFS.
+
+Design: examkit records one file system per volume (partition), and an APFS
+container is one partition holding several APFS volumes. This walker opens the
+container as one file system (``fs_type`` ``apfs``, ``label`` the volume names
+joined by ``,``) and lists every volume in it below a directory row named after
+the volume: ``/apfs_test/a_directory/a_file``. Names that are empty, repeated or
+contain ``/`` are made unique (``volume3``, ``name_2``). Each volume's root is
+a ``dir`` row (``inode`` = its root identifier) so an empty or locked volume is
+still recorded.
+
+Streams: ``inode`` is the APFS file-system object identifier (as ``fls -P apfs``
+prints it), ``attr_id`` the volume's index in the container, ``attr_type`` the
+fork as TSK numbers it for HFS+/APFS (4352 data fork, 4353 resource fork). The
+HFS+ rule of the TSK walker applies: a resource fork (the
+``com.apple.ResourceFork`` extended attribute) is a row of its own with
+``stream`` = ``rsrc`` and path ``…:RSRC`` (the path TSK gives the same fork on
+HFS+, so rows of the two file systems compare equal). A file with no data stream (such as
+``a_resourcefork``) is a row of size 0. Other extended attributes are not
+recorded as streams (as the TSK walker does not on HFS+).
+
+An encrypted volume that is locked (no key) is recorded as its ``dir`` row
+with status ``error`` and nothing below it; when every volume is locked the
+file system cannot be opened and examkit records it as an ``error`` file system.
+libfsapfs lists only allocated entries: every row is ``allocated``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pyfsapfs
+
+from examkit.display import decode_name
+from examkit.evidence import MediaStream
+from examkit.hookspecs import Register, hookimpl
+from examkit.models import ALLOCATED, ERROR, NO_CONTENT, PENDING, FileEntry, FileSystemInfo
+from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
+from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_RSRC, MAX_EXPANSIONS
+from examkit_plugins.filesystems.xfs import LibyalFile, _last, entry_times, mode_type, read_chunks
+
+NX_MAGIC = b"NXSB"  # container superblock signature, at byte 32 of block 0
+RESOURCE_FORK = "com.apple.ResourceFork"
+
+
+def _volume_dirs(names: list[str]) -> list[str]:
+    """A unique, '/'-free directory name for each volume."""
+    seen: set[str] = set()
+    out = []
+    for index, raw in enumerate(names):
+        base = raw.replace("/", "_") or f"volume{index}"
+        name, n = base, 1
+        while name in seen:
+            n += 1
+            name = f"{base}_{n}"
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+class ApfsFileSystem(FileSystemHandle):
+    def __init__(self, container: Any, file: LibyalFile, offset: int, head: bytes) -> None:
+        self._container = container
+        self._file = file
+        self._volumes: list[Any] = []
+        names: list[str] = []
+        for index in range(int(container.get_number_of_volumes())):
+            volume = container.get_volume(index)
+            self._volumes.append(volume)
+            names.append(volume.get_name() or "")
+        self._dirs = _volume_dirs(names)
+        block_size, block_count = struct.unpack("<IQ", head[36:48])
+        self.info = FileSystemInfo(
+            walker="apfs",
+            fs_type="apfs",
+            offset=offset,
+            block_size=block_size,
+            block_count=block_count,
+            label=",".join(names) or None,
+        )
+
+    def entries(self) -> Iterator[FileEntry]:
+        seq = 0
+        for index, volume in enumerate(self._volumes):
+            for row in self._volume_entries(index, volume, seq):
+                yield row
+                seq += 1
+
+    def _volume_entries(self, index: int, volume: Any, seq: int) -> Iterator[FileEntry]:
+        top = "/" + self._dirs[index]
+        if volume.is_locked():
+            yield FileEntry(
+                seq=seq, path=top, name=self._dirs[index], stream=None, inode=None,
+                attr_type=None, attr_id=index, meta_type="dir", size=0, state=ALLOCATED,
+                status=ERROR, error="encrypted APFS volume is locked (no key): not listed",
+            )  # fmt: skip
+            return
+        root = volume.get_root_directory()
+        root_id = int(root.get_identifier())
+        yield FileEntry(
+            seq=seq, path=top, name=self._dirs[index], stream=None, inode=root_id,
+            attr_type=None, attr_id=index, meta_type="dir", size=0, state=ALLOCATED,
+            status=NO_CONTENT, **entry_times(root),
+        )  # fmt: skip
+        seq += 1
+        expansions: Counter[int] = Counter({root_id: 1})
+        stack: list[tuple[Iterator[Any], bytes, frozenset[int]]] = [
+            (
+                iter(root.sub_file_entries),
+                top.encode("utf-8", "surrogateescape"),
+                frozenset({root_id}),
+            )
+        ]
+        while stack:
+            children, parent, ancestors = stack[-1]
+            try:
+                entry = next(children)
+            except StopIteration:
+                stack.pop()
+                continue
+            except OSError:
+                stack.pop()  # a directory that cannot be read further
+                continue
+            raw = (entry.get_name() or "").encode("utf-8", "surrogateescape")
+            path_raw = parent + b"/" + raw
+            ident = int(entry.get_identifier())
+            kind = mode_type(entry.get_file_mode())
+            note: str | None = None
+            descend = False
+            if kind == "dir":
+                if ident in ancestors:
+                    note = f"directory loop: inode {ident} is its own ancestor; not descended"
+                elif expansions[ident] >= MAX_EXPANSIONS:
+                    note = f"inode {ident} reached by too many paths; not descended"
+                else:
+                    expansions[ident] += 1
+                    descend = True
+            for row in self._rows(entry, raw, path_raw, ident, kind, index, seq, note):
+                yield row
+                seq += 1
+            if descend:
+                stack.append((iter(entry.sub_file_entries), path_raw, ancestors | {ident}))
+
+    @staticmethod
+    def _rows(
+        entry: Any, raw: bytes, path_raw: bytes, ident: int, kind: str, index: int, seq: int,
+        note: str | None,
+    ) -> Iterator[FileEntry]:  # fmt: skip
+        name, name_bytes = decode_name(raw)
+        path, path_bytes = decode_name(path_raw)
+        common: dict[str, Any] = {
+            "name": name, "name_bytes": name_bytes, "inode": ident, "meta_type": kind,
+            "state": ALLOCATED, "attr_id": index, **entry_times(entry),
+        }  # fmt: skip
+        content = kind == "file"
+        yield FileEntry(
+            seq=seq, path=path, path_bytes=path_bytes, stream=None,
+            attr_type=HFS_DATA if content else None, size=int(entry.get_size() or 0),
+            status=PENDING if content else NO_CONTENT, error=note, **common,
+        )  # fmt: skip
+        try:
+            has_fork = bool(entry.has_extended_attribute_by_name(RESOURCE_FORK))
+            fork = entry.get_extended_attribute_by_name(RESOURCE_FORK) if has_fork else None
+        except OSError as exc:
+            fork, note = None, f"cannot read extended attributes: {_last(exc)}"
+            has_fork = True
+        if not has_fork:
+            return
+        full = path_raw + b":RSRC"
+        yield FileEntry(
+            seq=seq + 1, path=f"{path}:RSRC", path_bytes=decode_name(full)[1], stream="rsrc",
+            attr_type=HFS_RSRC, size=int(fork.get_size()) if fork is not None else 0,
+            status=PENDING if fork is not None else ERROR, error=note, **common,
+        )  # fmt: skip
+
+    def read(
+        self, inode: int, attr_type: int | None, attr_id: int | None, size: int
+    ) -> Iterator[bytes]:
+        volume = self._volumes[attr_id or 0]
+        entry = volume.get_file_entry_by_identifier(inode)
+        if attr_type == HFS_RSRC:
+            yield from read_chunks(entry.get_extended_attribute_by_name(RESOURCE_FORK), size)
+        else:
+            yield from read_chunks(entry, size)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._container.close()
+
+
+class ApfsWalker(FileSystemWalker):
+    name = "apfs"
+    version = f"pyfsapfs {pyfsapfs.get_version()}"
+    description = "APFS containers (libfsapfs): every volume, resource forks as rsrc streams"
+    priority = 40  # after TSK, which is tried first
+
+    def open(self, media: MediaStream, offset: int, length: int) -> FileSystemHandle:
+        head = media.read(offset, 4096)
+        if len(head) < 48 or head[32:36] != NX_MAGIC:
+            raise NotRecognised("no APFS container superblock signature")
+        file = LibyalFile(media, offset, length)
+        container = pyfsapfs.container()
+        try:
+            container.open_file_object(file)
+        except OSError as exc:
+            raise NotRecognised(f"libfsapfs cannot open the container: {_last(exc)}") from exc
+        handle = ApfsFileSystem(container, file, offset, head)
+        volumes = handle._volumes
+        if volumes and all(v.is_locked() for v in volumes):
+            handle.close()
+            raise OSError(
+                f"APFS container: all {len(volumes)} volume(s) encrypted and locked (no key)"
+            )
+        return handle
+
+
+@hookimpl
+def register_filesystems(register: Register) -> None:
+    register(ApfsWalker())
