@@ -29,7 +29,7 @@ from typing import IO, Any
 from .filetype import detect_mime, extension_mismatch
 from .hashing import HEAD_SIZE, Hasher, StreamDigest
 from .isolation import heartbeat
-from .perceptual import IMAGE_MIMES, MAX_IMAGE_BYTES, TOO_LARGE, ImageResult, hash_image
+from .perceptual import MAX_IMAGE_BYTES, ImageResult, hash_kept
 
 READ = 1 << 20
 
@@ -217,7 +217,7 @@ def _member(
             if mime is None:
                 mime = detect_mime(digest.head)
                 inner = format_for(formats, mime, digest.head)
-            image = _image(mime, digest.bytes, kept, image_hashers)
+            image = hash_kept(mime, digest.bytes, kept, image_hashers)
             nested = None
             if inner is not None:
                 nested = _nested(spool, name, inner, hashers, image_hashers, formats, limits,
@@ -232,15 +232,6 @@ def _member(
     return MemberResult(member.path, member.size, member.mtime, False, status, digest.bytes,
                         digest.hexdigests(), mime, extension_mismatch(name, mime), None, image,
                         nested)  # fmt: skip
-
-
-def _image(mime: str | None, size: int, kept: list[bytes], image_hashers: Sequence[Any]
-           ) -> ImageResult | None:  # fmt: skip
-    if not image_hashers or mime not in IMAGE_MIMES:
-        return None
-    if size > MAX_IMAGE_BYTES:
-        return ImageResult(TOO_LARGE, f"{size:,} bytes (limit {MAX_IMAGE_BYTES:,})")
-    return hash_image(b"".join(kept), mime, image_hashers)
 
 
 def _nested(

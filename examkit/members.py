@@ -18,6 +18,7 @@ from .archives import ArchiveResult, MemberResult
 from .case import dumps
 from .hashing import COLUMN_DIGESTS
 from .matching import FileDigests
+from .perceptual import near_values
 
 _INSERT = (
     "INSERT INTO files (evidence_id, volume_id, filesystem_id, seq, path, name, meta_type, size,"
@@ -60,7 +61,7 @@ def record_members(
     for seq, member in enumerate(archive.members, 1):
         file_id = _insert(conn, parent, seq, member, archive_file_id, run_id)
         if member.status == "ok" and member.digests:
-            pdq, quality, phash = _perceptual(member)
+            pdq, quality, phash = near_values(member.image)
             hashed.append(FileDigests(file_id, member.bytes_read, member.digests.get("md5"),
                                       member.digests.get("sha1"), member.digests.get("sha256"),
                                       pdq, quality, phash))  # fmt: skip
@@ -89,10 +90,3 @@ def _insert(
         parent_id, run_id, *image_columns(member.image),
     ))  # fmt: skip
     return int(cur.lastrowid or 0)
-
-
-def _perceptual(member: MemberResult) -> tuple[str | None, int | None, str | None]:
-    if member.image is None:
-        return None, None, None
-    pdq, quality = member.image.hashes.get("pdq", (None, None))
-    return pdq, quality, member.image.hashes.get("phash", (None, None))[0]

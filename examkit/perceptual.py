@@ -165,6 +165,26 @@ def hash_image(data: bytes, mime: str | None, hashers: Sequence[ImageHasher]) ->
     return ImageResult(OK, None, hashes, width, height)
 
 
+def hash_kept(
+    mime: str | None, size: int, kept: list[bytes] | None, hashers: Sequence[ImageHasher]
+) -> ImageResult | None:
+    """Perceptual hashes of a stream from the chunks kept while it was read (``None`` kept:
+    too large to keep); ``None`` for anything that is not an image."""
+    if not hashers or mime not in IMAGE_MIMES:
+        return None
+    if size > MAX_IMAGE_BYTES or kept is None:
+        return ImageResult(TOO_LARGE, f"{size:,} bytes (limit {MAX_IMAGE_BYTES:,})")
+    return hash_image(b"".join(kept), mime, hashers)
+
+
+def near_values(image: ImageResult | None) -> tuple[str | None, int | None, str | None]:
+    """``(pdq, pdq_quality, phash)`` of an image result, what near matching needs."""
+    if image is None:
+        return None, None, None
+    pdq, quality = image.hashes.get("pdq", (None, None))
+    return pdq, quality, image.hashes.get("phash", (None, None))[0]
+
+
 def _has_heif() -> bool:
     try:
         import pillow_heif  # noqa: F401

@@ -39,6 +39,7 @@ from .models import (
     Verification,
     WorkUnit,
 )
+from .perceptual import near_values
 from .plan import plan_evidence
 from .plugins import Registry, registry
 from .query import grouped_counts
@@ -328,7 +329,7 @@ def _write(
         )  # fmt: skip
     hashed = [
         FileDigests(r.file_id, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
-                    r.digests.get("sha256"), *_perceptual(r))
+                    r.digests.get("sha256"), *near_values(r.image))
         for r in results
         if r.status == OK
     ]  # fmt: skip
@@ -338,14 +339,6 @@ def _write(
             if r.archive is not None:
                 hashed += record_members(conn, r.file_id, r.archive, run_id)
         return write_matches(conn, matcher.rows(hashed, run_id) if matcher else [])
-
-
-def _perceptual(r: StreamResult) -> tuple[str | None, int | None, str | None]:
-    """``(pdq, pdq_quality, phash)`` of a result, for near matching."""
-    if r.image is None:
-        return None, None, None
-    pdq, quality = r.image.hashes.get("pdq", (None, None))
-    return pdq, quality, r.image.hashes.get("phash", (None, None))[0]
 
 
 def _hash_pending(

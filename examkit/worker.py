@@ -18,7 +18,7 @@ from .filetype import detect_mime, extension_mismatch
 from .hashing import HEAD_SIZE, StreamDigest
 from .isolation import heartbeat
 from .models import ERROR, OK, SHORT, StreamResult, WorkUnit
-from .perceptual import IMAGE_MIMES, MAX_IMAGE_BYTES, TOO_LARGE, ImageResult, hash_image
+from .perceptual import IMAGE_MIMES, MAX_IMAGE_BYTES, hash_kept
 from .plugins import registry
 from .walk import FileSystemHandle
 
@@ -98,7 +98,7 @@ def hash_unit(unit: WorkUnit) -> list[StreamResult]:
                 continue
             mime = keeper.finish(digest)
             mismatch = extension_mismatch(task.name, mime)
-            image = _image(mime, task.size, keeper.image_chunks, image_hashers)
+            image = hash_kept(mime, task.size, keeper.image_chunks, image_hashers)
             archive = keeper.expand(hashers, image_hashers, limits)
         short = digest.bytes < task.size
         results.append(StreamResult(
@@ -164,17 +164,6 @@ class _Keeper:
         self.spool.flush()
         return expand(Path(self.spool.name), self.task.name, self.archive_format, hashers,
                       image_hashers, self.formats, limits)  # fmt: skip
-
-
-def _image(
-    mime: str | None, size: int, kept: list[bytes] | None, image_hashers: list[Any]
-) -> ImageResult | None:
-    """Perceptual hashes of an image stream; ``None`` for anything that is not an image."""
-    if not image_hashers or mime not in IMAGE_MIMES:
-        return None
-    if size > MAX_IMAGE_BYTES or kept is None:
-        return ImageResult(TOO_LARGE, f"{size:,} bytes (limit {MAX_IMAGE_BYTES:,})")
-    return hash_image(b"".join(kept), mime, image_hashers)
 
 
 def list_evidence(case_path: str, evidence_id: str, container: str, paths: tuple[str, ...]) -> int:

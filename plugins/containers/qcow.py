@@ -19,8 +19,7 @@ from examkit.errors import EvidenceError
 from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
-
-from ._libyal import libyal_cause
+from examkit_plugins._libyal import libyal_cause, read_at
 
 MAGIC = b"QFI\xfb"
 ENCRYPTION = {0: None, 1: "AES", 2: "LUKS"}
@@ -62,18 +61,7 @@ class QcowMedia(MediaStream):
         )
 
     def read(self, offset: int, length: int) -> bytes:
-        if offset >= self.size or length <= 0:
-            return b""
-        length = min(length, self.size - offset)
-        try:
-            data = bytes(self._handle.read_buffer_at_offset(length, offset))
-        except OSError as exc:
-            raise OSError(
-                f"libqcow cannot read {length} bytes at offset {offset}: {libyal_cause(exc)}"
-            ) from exc
-        if len(data) < length:  # libqcow returns nothing for clusters past the end of file
-            raise OSError(f"QCOW data ends early at offset {offset + len(data)}: truncated")
-        return data
+        return read_at(self._handle, self.size, offset, length, "libqcow", "QCOW")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

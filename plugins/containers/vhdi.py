@@ -22,8 +22,7 @@ from examkit.errors import EvidenceError
 from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
-
-from ._libyal import libyal_cause
+from examkit_plugins._libyal import libyal_cause, read_at
 
 VHD = b"conectix"  # the footer cookie (also at offset 0 of a dynamic or differencing VHD)
 VHDX = b"vhdxfile"
@@ -74,18 +73,7 @@ class VhdiMedia(MediaStream):
         )
 
     def read(self, offset: int, length: int) -> bytes:
-        if offset >= self.size or length <= 0:
-            return b""
-        length = min(length, self.size - offset)
-        try:
-            data = bytes(self._handle.read_buffer_at_offset(length, offset) or b"")
-        except OSError as exc:
-            raise OSError(
-                f"libvhdi cannot read {length} bytes at offset {offset}: {libyal_cause(exc)}"
-            ) from exc
-        if len(data) < length:
-            raise OSError(f"VHD data ends early at offset {offset + len(data)}: truncated")
-        return data
+        return read_at(self._handle, self.size, offset, length, "libvhdi", "VHD")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

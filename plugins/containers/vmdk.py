@@ -24,8 +24,7 @@ from examkit.errors import EvidenceError
 from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
-
-from ._libyal import libyal_cause
+from examkit_plugins._libyal import libyal_cause, read_at
 
 SPARSE = b"KDMV"  # VMware 4+ sparse extent (monolithicSparse, twoGbMaxExtentSparse, stream)
 COWD = b"COWD"  # ESX 2.x sparse extent
@@ -150,18 +149,7 @@ class VmdkMedia(MediaStream):
         )
 
     def read(self, offset: int, length: int) -> bytes:
-        if offset >= self.size or length <= 0:
-            return b""
-        length = min(length, self.size - offset)
-        try:
-            data = bytes(self._handle.read_buffer_at_offset(length, offset))
-        except OSError as exc:
-            raise OSError(
-                f"libvmdk cannot read {length} bytes at offset {offset}: {libyal_cause(exc)}"
-            ) from exc
-        if len(data) < length:
-            raise OSError(f"VMDK data ends early at offset {offset + len(data)}: truncated")
-        return data
+        return read_at(self._handle, self.size, offset, length, "libvmdk", "VMDK")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

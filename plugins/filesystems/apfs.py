@@ -40,8 +40,9 @@ from examkit.evidence import MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import ALLOCATED, ERROR, NO_CONTENT, PENDING, FileEntry, FileSystemInfo
 from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
+from examkit_plugins._libyal import libyal_cause
 from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_RSRC, MAX_EXPANSIONS
-from examkit_plugins.filesystems.xfs import LibyalFile, _last, entry_times, mode_type, read_chunks
+from examkit_plugins.filesystems.xfs import LibyalFile, entry_times, mode_type, read_chunks
 
 NX_MAGIC = b"NXSB"  # container superblock signature, at byte 32 of block 0
 RESOURCE_FORK = "com.apple.ResourceFork"
@@ -166,7 +167,7 @@ class ApfsFileSystem(FileSystemHandle):
             has_fork = bool(entry.has_extended_attribute_by_name(RESOURCE_FORK))
             fork = entry.get_extended_attribute_by_name(RESOURCE_FORK) if has_fork else None
         except OSError as exc:
-            fork, note = None, f"cannot read extended attributes: {_last(exc)}"
+            fork, note = None, f"cannot read extended attributes: {libyal_cause(exc)}"
             has_fork = True
         if not has_fork:
             return
@@ -207,7 +208,9 @@ class ApfsWalker(FileSystemWalker):
         try:
             container.open_file_object(file)
         except OSError as exc:
-            raise NotRecognised(f"libfsapfs cannot open the container: {_last(exc)}") from exc
+            raise NotRecognised(
+                f"libfsapfs cannot open the container: {libyal_cause(exc)}"
+            ) from exc
         handle = ApfsFileSystem(container, file, offset, head)
         volumes = handle._volumes
         if volumes and all(v.is_locked() for v in volumes):

@@ -31,6 +31,7 @@ from examkit.hashing import CHUNK_SIZE
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import ALLOCATED, NO_CONTENT, PENDING, FileEntry, FileSystemInfo
 from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
+from examkit_plugins._libyal import libyal_cause
 from examkit_plugins.filesystems.tsk import MAX_EXPANSIONS, utc
 
 XFS_MAGIC = b"XFSB"
@@ -209,14 +210,8 @@ class XfsWalker(FileSystemWalker):
         try:
             volume.open_file_object(file)
         except OSError as exc:
-            raise NotRecognised(f"libfsxfs cannot open the volume: {_last(exc)}") from exc
+            raise NotRecognised(f"libfsxfs cannot open the volume: {libyal_cause(exc)}") from exc
         return XfsFileSystem(volume, file, offset, head)
-
-
-def _last(exc: BaseException) -> str:
-    """The innermost libyal message (the text is a chain of 'function: message.')."""
-    parts = [p.strip() for p in str(exc).split(". ") if p.strip()]
-    return parts[min(1, len(parts) - 1)] if parts else type(exc).__name__
 
 
 @hookimpl

@@ -1,0 +1,34 @@
+"""Shared by the plugins on libyal bindings (libvmdk, libvhdi, libqcow, libfsapfs, libfsxfs)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_LIBYAL_PART = re.compile(r"\.\s+(?=[A-Za-z]\w*_\w+: )")
+
+
+def libyal_cause(exc: BaseException) -> str:
+    """The most specific reason in a libyal error chain (``py…: a. lib…: b. …``), one line."""
+    text = " ".join(str(exc).split())
+    parts = [p.split(": ", 1)[-1].rstrip(".") for p in _LIBYAL_PART.split(text) if p]
+    if not parts:
+        return type(exc).__name__
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def read_at(handle: Any, size: int, offset: int, length: int, library: str, label: str) -> bytes:
+    """``length`` bytes at ``offset`` of a libyal media handle (``read_buffer_at_offset``),
+    clipped to ``size``; a library error or a short read (a truncated image) is one line."""
+    if offset >= size or length <= 0:
+        return b""
+    length = min(length, size - offset)
+    try:
+        data = bytes(handle.read_buffer_at_offset(length, offset) or b"")
+    except OSError as exc:
+        raise OSError(
+            f"{library} cannot read {length} bytes at offset {offset}: {libyal_cause(exc)}"
+        ) from exc
+    if len(data) < length:
+        raise OSError(f"{label} data ends early at offset {offset + len(data)}: truncated")
+    return data
