@@ -248,8 +248,10 @@ def load_settings(
     cwd: Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    only: str | None = None,
 ) -> dict[str, Setting]:
-    """Every key's effective value: ``overrides`` (the command line), environment, file, default.
+    """Every key's (or ``only`` one key's) effective value: ``overrides`` (the command line),
+    environment, file, default.
 
     Raises UsageError for a broken config file or a bad environment value.
     """
@@ -258,6 +260,8 @@ def load_settings(
     from_file = read_file(path) if path else {}
     settings: dict[str, Setting] = {}
     for name, key in KEYS.items():
+        if only is not None and name != only:
+            continue  # a built-in default may import a lot (workers, thresholds)
         if overrides and overrides.get(name) is not None:
             settings[name] = Setting(name, overrides[name], "command line")
         elif key.env and env.get(key.env):  # empty counts as unset, as click has it

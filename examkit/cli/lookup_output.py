@@ -157,7 +157,7 @@ def fast_lookup(args: Sequence[str]) -> int | None:
     if folder is None:  # as the full CLI: examkit.toml's hashset_dir, else the default library
         from examkit.config import load_settings
 
-        setting = load_settings()["hashset_dir"]
+        setting = load_settings(only="hashset_dir")["hashset_dir"]
         folder = str(setting.value) if setting.source != "default" and setting.value else None
     show_names = as_json = False
     rest = list(args[2:])
