@@ -227,6 +227,7 @@ def _run_item(
         events("evidence_skipped", reason="already complete in the case", **fields)
         return "skipped"
     options = _options(job, overrides, resume=row is not None)
+    options.unlocks, options.shadow_copies = item.unlocks, item.shadow_copies
     progress = _Progress(events, str(job.path), found.evidence_id, interval)
     try:
         summary = scan(job.path, list(item.paths), examiner, found.evidence_id, item.expect or None,

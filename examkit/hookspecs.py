@@ -31,6 +31,11 @@ def register_volume_systems(register: Register) -> None:
 
 
 @hookspec
+def register_volume_layers(register: Register) -> None:
+    """Register volume layers: LVM, encryption, snapshots (``examkit.layers.VolumeLayer``)."""
+
+
+@hookspec
 def register_filesystems(register: Register) -> None:
     """Register file-system walkers (``examkit.walk.FileSystemWalker``)."""
 

@@ -24,6 +24,8 @@ is expanded::
       id = "E001"                            # optional evidence id
       description = "Dell laptop, bag 12"    # optional
       expect = { md5 = "…", sha256 = "…" }   # optional acquisition hashes: keys md5/sha1/sha256, hex of the right length
+      unlock = ["*=key-file:keys/E001.key"]   # optional: --unlock values (prefer key files: a password here is in clear text)
+      shadow_copies = true                   # optional: --shadow-copies
 
       [[case.report]]
       format = "pdf"                         # a report format name
@@ -44,16 +46,17 @@ import os
 import re
 import tomllib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .layers import Unlock, parse_unlock
 
 DEFAULT_KEYS = ("examiner", "hashsets", "hashset_dir", "workers", "cluster", "perceptual", "verify")
 TOP_KEYS = (*DEFAULT_KEYS, "case")
 CASE_KEYS = ("path", "case_number", "title", "agency", *DEFAULT_KEYS, "evidence", "report")
-EVIDENCE_KEYS = ("path", "paths", "id", "description", "expect")
+EVIDENCE_KEYS = ("path", "paths", "id", "description", "expect", "unlock", "shadow_copies")
 REPORT_KEYS = ("format", "output", "show_names")
 DIGEST_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64}
 
@@ -105,6 +108,8 @@ class EvidenceJob:
     description: str | None
     expect: dict[str, str]  # acquisition hashes, lower-case hex: {"md5": ..., "sha256": ...}
     line: int
+    unlocks: tuple[Unlock, ...] = field(default=(), repr=False)  # secrets: memory only
+    shadow_copies: bool = False
 
 
 @dataclass(frozen=True)
@@ -345,6 +350,8 @@ class _Checker:
             self.once(ids, evidence_id, (*where, "id"), "evidence id", "in this case")
         description = self.string(table, where, "description")
         expect = self.expect(table, where)
+        unlocks = self.unlocks(table, where)
+        shadow_copies = self.boolean(table, where, "shadow_copies")
         if not paths or expect is None:
             return None
         return EvidenceJob(
@@ -353,7 +360,22 @@ class _Checker:
             description=description,
             expect=expect,
             line=self.lines.find(where) or 0,
+            unlocks=unlocks,
+            shadow_copies=bool(shadow_copies),
         )
+
+    def unlocks(self, table: dict[str, Any], where: Where) -> tuple[Unlock, ...]:
+        value, at = table.get("unlock", []), (*where, "unlock")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(at, 'unlock must be an array of "VOLUME=KIND:VALUE" strings')
+            return ()
+        found = []
+        for text in value:
+            try:
+                found.append(parse_unlock(text, self.folder))
+            except UsageError as exc:  # the message names the volume and kind, never the secret
+                self.problem(at, exc.message)
+        return tuple(found)
 
     def report(self, table: dict[str, Any], where: Where) -> ReportJob | None:
         self.unknown(table, where, REPORT_KEYS, "in [[case.report]]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .archives import ArchiveResult
 from .perceptual import ImageResult
@@ -106,6 +107,7 @@ class StreamTask:
     attr_id: int | None
     size: int
     name: str  # the file (or stream) name, for the extension check only
+    chain: str | None = None  # volume layers from the media to the file system (examkit.layers)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class WorkUnit:
     tasks: tuple[StreamTask, ...]
     perceptual: bool = True  # hash images perceptually (off: --no-perceptual)
     archive_depth: int = 3  # archives expanded this many levels deep (0: not at all)
+    unlocks: tuple[Any, ...] = field(default=(), repr=False)  # examkit.layers.Unlock: secrets
 
     @property
     def size(self) -> int:
@@ -166,6 +169,7 @@ class EvidenceSummary:
     verification_detail: str = ""
     flagged: int = 0  # streams matching an alerting known-bad entry
     known_good: int = 0  # streams matching a known-good set
+    locked: tuple[str, ...] = ()  # encrypted volumes left locked: "volume 2: LUKS2 {uuid}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from .errors import PluginError
 from .evidence import Container
 from .hashformat import HashSetFormat
 from .hashing import Hasher
+from .layers import VolumeLayer
 from .perceptual import ImageHasher
 from .reporting import ReportFormat
 from .walk import FileSystemWalker, VolumeSystem
@@ -31,6 +32,11 @@ FIRST_PARTY = (
     "examkit_plugins.containers.split",
     "examkit_plugins.containers.raw",
     "examkit_plugins.volumes.tsk",
+    "examkit_plugins.volumes.luks",
+    "examkit_plugins.volumes.bitlocker",
+    "examkit_plugins.volumes.filevault",
+    "examkit_plugins.volumes.lvm",
+    "examkit_plugins.volumes.shadow_copies",
     "examkit_plugins.filesystems.tsk",
     "examkit_plugins.filesystems.apfs",
     "examkit_plugins.filesystems.xfs",
@@ -59,6 +65,7 @@ FIRST_PARTY = (
 KINDS: dict[str, tuple[str, type]] = {
     "containers": ("register_containers", Container),
     "volume_systems": ("register_volume_systems", VolumeSystem),
+    "volume_layers": ("register_volume_layers", VolumeLayer),
     "filesystems": ("register_filesystems", FileSystemWalker),
     "hashers": ("register_hashers", Hasher),
     "image_hashers": ("register_image_hashers", ImageHasher),
@@ -153,6 +160,10 @@ class Registry:
     @property
     def volume_systems(self) -> list[VolumeSystem]:
         return self.all("volume_systems")
+
+    @property
+    def volume_layers(self) -> list[VolumeLayer]:
+        return self.all("volume_layers")
 
     @property
     def filesystems(self) -> list[FileSystemWalker]:

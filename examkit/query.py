@@ -70,15 +70,20 @@ def overview(case: Case) -> dict[str, Any]:
         row["container_metadata"] = json.loads(row["container_metadata"] or "{}")
         row["volumes"] = list(
             db.query(
-                "SELECT idx, kind, system, start_offset, length, description FROM volumes"
-                " WHERE evidence_id = ? ORDER BY idx",
+                "SELECT v.idx, v.kind, v.system, v.start_offset, v.length, v.description,"
+                " p.idx AS parent, v.layer, v.layer_type, v.layer_detail, v.identifiers,"
+                " v.locked, v.unlocked_with, v.layer_error FROM volumes v"
+                " LEFT JOIN volumes p ON p.volume_id = v.parent_volume_id"
+                " WHERE v.evidence_id = ? ORDER BY v.idx",
                 [eid],
             )
         )
         row["filesystems"] = list(
             db.query(
-                "SELECT filesystem_id, volume_id, walker, fs_type, offset, status, error, entries"
-                " FROM filesystems WHERE evidence_id = ? ORDER BY filesystem_id",
+                "SELECT f.filesystem_id, f.volume_id, v.idx AS volume, f.walker, f.fs_type,"
+                " f.offset, f.status, f.error, f.entries FROM filesystems f"
+                " JOIN volumes v ON v.volume_id = f.volume_id"
+                " WHERE f.evidence_id = ? ORDER BY f.filesystem_id",
                 [eid],
             )
         )

@@ -42,6 +42,26 @@ def os_user() -> str | None:
         return None
 
 
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """The command line without secrets: ``--unlock VOLUME=KIND:VALUE`` keeps VOLUME and KIND
+    (a key file's path is not a secret and is kept; its content never is recorded)."""
+    out: list[str] = []
+    after_unlock = False
+    for arg in argv:
+        if after_unlock or arg.startswith("--unlock="):
+            prefix = "--unlock=" if arg.startswith("--unlock=") else ""
+            value = arg[len(prefix) :]
+            volume, _, rest = value.partition("=")
+            kind, _, secret = rest.partition(":")
+            if kind not in ("password", "recovery-key", "key-file"):
+                arg = f"{prefix}(withheld)"  # malformed: it may be the secret itself
+            else:
+                arg = f"{prefix}{volume}={kind}:{secret if kind == 'key-file' else '(withheld)'}"
+        after_unlock = arg == "--unlock"
+        out.append(arg)
+    return out
+
+
 def start_run(
     conn: Any,
     command: str,
@@ -63,7 +83,7 @@ def start_run(
     tools = tool_versions()
     record = {
         "command": "scan" if command == "resumed" else command,
-        "command_line": dumps(list(argv if argv is not None else sys.argv)),
+        "command_line": dumps(redact_argv(list(argv if argv is not None else sys.argv))),
         "examiner": examiner,
         "os_user": os_user(),
         "host": socket.gethostname(),

@@ -24,6 +24,7 @@ from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
 from .isolation import STALL_SECONDS, IsolatedPool, WorkerDied
+from .layers import Unlock
 from .locking import case_lock
 from .matching import FileDigests, Matcher, NearOptions, match_case, use_sets, write_matches
 from .members import image_columns, record_members
@@ -40,7 +41,7 @@ from .models import (
     WorkUnit,
 )
 from .perceptual import near_values
-from .plan import plan_evidence
+from .plan import ListingOptions, mark_snapshot_copies, plan_evidence
 from .plugins import Registry, registry
 from .query import grouped_counts
 from .runs import check_unchanged, finish_run, start_run
@@ -78,6 +79,9 @@ class ScanOptions:
     hashset_dir: str | None = None  # None: the default library
     perceptual: bool = True  # PDQ, pHash, dHash of every image (off: --no-perceptual)
     near: NearOptions = field(default_factory=NearOptions)  # perceptual matching thresholds
+    unlocks: tuple[Unlock, ...] = field(default=(), repr=False)  # --unlock: secrets, memory only
+    shadow_copies: bool = False  # walk every Volume Shadow Copy of NTFS volumes
+    fs_backends: tuple[tuple[str, str], ...] = ()  # --fs-backend: (volume or "*", walker)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -193,7 +197,7 @@ def _start_run(
             "resumed" if resumed else "scan",
             examiner,
             argv,
-            asdict(options),
+            {**asdict(options), "unlocks": [u.describe() for u in options.unlocks]},
             [s.evidence_id for s in sets],
             reg.versions(),
             {"resumed_run_id": resumed, "hashsets": [h.name for h in hashsets]},
@@ -226,10 +230,12 @@ def _scan_one(
         if not row["planned"]:
             if progress:
                 progress.phase("listing", item.evidence_id, 0, 0)
+            listing = ListingOptions(options.unlocks, options.shadow_copies, options.fs_backends,
+                                     examiner)  # fmt: skip
             if isinstance(executor, IsolatedPool):  # TSK walks corrupt metadata in a worker
-                _list_isolated(case, item, executor, progress)
+                _list_isolated(case, item, executor, progress, listing)
             else:
-                plan_evidence(case, reg, item.evidence_id, media, progress)
+                plan_evidence(case, reg, item.evidence_id, media, progress, listing)
     paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
     media_job: Future[dict[str, str]] | None = None
     if options.verify_media:  # verified as the run starts, read alongside the hashing
@@ -239,6 +245,8 @@ def _scan_one(
         if progress and (counts.flagged or counts.known_good):
             progress.matched(counts.flagged, counts.known_good)
     _hash_pending(case, run_id, item, executor, options, progress, matcher)
+    if options.shadow_copies:
+        mark_snapshot_copies(case, item.evidence_id)
     if media_job is not None:
         with _reading():
             computed = media_job.result()
@@ -275,8 +283,9 @@ def _pending_tasks(case: Case, evidence_id: str) -> Iterator[StreamTask]:
     while True:
         rows = case.conn.execute(
             "SELECT f.file_id, fs.walker, fs.offset, f.inode, f.attr_type, f.attr_id, f.size,"
-            " coalesce(f.stream, f.name) FROM files f JOIN filesystems fs"
-            " ON fs.filesystem_id = f.filesystem_id WHERE f.evidence_id = ? AND"
+            " coalesce(f.stream, f.name), v.chain FROM files f JOIN filesystems fs"
+            " ON fs.filesystem_id = f.filesystem_id JOIN volumes v ON v.volume_id = fs.volume_id"
+            " WHERE f.evidence_id = ? AND"
             " f.status = 'pending' AND f.file_id > ? ORDER BY f.file_id LIMIT ?",
             (evidence_id, last, PAGE),
         ).fetchall()
@@ -295,14 +304,12 @@ def _units(case: Case, item: EvidenceSet, options: ScanOptions) -> Iterator[Work
         tasks.append(task)
         size += task.size
         if size >= options.unit_bytes or len(tasks) >= options.unit_files:
-            yield WorkUnit(
-                item.container.name, paths, tuple(tasks), options.perceptual, options.archive_depth
-            )
+            yield WorkUnit(item.container.name, paths, tuple(tasks), options.perceptual,
+                           options.archive_depth, options.unlocks)  # fmt: skip
             tasks, size = [], 0
     if tasks:
-        yield WorkUnit(
-            item.container.name, paths, tuple(tasks), options.perceptual, options.archive_depth
-        )
+        yield WorkUnit(item.container.name, paths, tuple(tasks), options.perceptual,
+                       options.archive_depth, options.unlocks)  # fmt: skip
 
 
 _UPDATE = (
@@ -406,11 +413,15 @@ def _hash_pending(
 
 
 def _list_isolated(
-    case: Case, item: EvidenceSet, executor: IsolatedPool, progress: Progress | None
+    case: Case,
+    item: EvidenceSet,
+    executor: IsolatedPool,
+    progress: Progress | None,
+    listing: ListingOptions,
 ) -> None:
     """The listing in a worker of the pool; a crash or hang there fails this evidence item."""
     job = executor.submit(list_evidence, str(case.path), item.evidence_id, item.container.name,
-                          tuple(str(p) for p in item.paths))  # fmt: skip
+                          tuple(str(p) for p in item.paths), listing)  # fmt: skip
     try:
         listed = job.result()
     except WorkerDied as exc:
@@ -561,6 +572,14 @@ def _summary(case: Case, evidence_id: str) -> EvidenceSummary:
         verification_detail=row["verification_detail"] or "",
         flagged=flagged,
         known_good=known_good,
+        locked=tuple(
+            f"volume {idx}: {kind} {' '.join(json.loads(ids).values()) if ids else ''}".rstrip()
+            for idx, kind, ids in q(
+                "SELECT idx, layer_type, identifiers FROM volumes WHERE evidence_id = ?"
+                " AND locked = 1 ORDER BY idx",
+                (evidence_id,),
+            )
+        ),
     )
 
 

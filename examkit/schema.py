@@ -3,7 +3,7 @@ names and meanings are a contract (docs/case-database.md)."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -237,5 +237,21 @@ ALTER TABLE files ADD COLUMN archive_status TEXT;      -- ok | bomb | corrupt | 
 ALTER TABLE files ADD COLUMN archive_detail TEXT;      -- why the expansion stopped
 ALTER TABLE files ADD COLUMN archive_members INTEGER;  -- members recorded under it
 CREATE INDEX files_parent ON files(parent_file_id) WHERE parent_file_id IS NOT NULL;
+""",
+    6: """
+ALTER TABLE volumes ADD COLUMN parent_volume_id INTEGER REFERENCES volumes(volume_id);
+                                                       -- the volume a layer opened this one from
+ALTER TABLE volumes ADD COLUMN layer TEXT;             -- layer plugin that recognised this region
+                                                       -- (luks | bitlocker | filevault | lvm | vss)
+ALTER TABLE volumes ADD COLUMN layer_type TEXT;        -- LUKS2 | BitLocker | LVM2 | VSS ...
+ALTER TABLE volumes ADD COLUMN layer_detail TEXT;      -- what the layer says (cipher, protectors)
+ALTER TABLE volumes ADD COLUMN identifiers TEXT;       -- JSON: LUKS UUID, BitLocker GUIDs, VG name
+ALTER TABLE volumes ADD COLUMN locked INTEGER;         -- 1: encrypted and not unlocked; 0: unlocked
+ALTER TABLE volumes ADD COLUMN unlocked_with TEXT;     -- the kind of secret (never the secret)
+ALTER TABLE volumes ADD COLUMN layer_error TEXT;       -- why the layer could not be opened
+ALTER TABLE volumes ADD COLUMN chain TEXT;             -- JSON layer steps from the media to this
+                                                       -- volume's stream; NULL: the media itself
+ALTER TABLE files ADD COLUMN same_content_as INTEGER;  -- a snapshot's file whose path and content
+                                                       -- are those of this earlier file
 """,
 }

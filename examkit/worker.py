@@ -17,8 +17,10 @@ from .evidence import MediaStream, hash_media, open_media
 from .filetype import detect_mime, extension_mismatch
 from .hashing import HEAD_SIZE, StreamDigest
 from .isolation import heartbeat
+from .layers import Locked, Unlock, open_chain
 from .models import ERROR, OK, SHORT, StreamResult, WorkUnit
 from .perceptual import IMAGE_MIMES, MAX_IMAGE_BYTES, hash_kept
+from .plan import ListingOptions
 from .plugins import registry
 from .walk import FileSystemHandle
 
@@ -27,7 +29,7 @@ _local = threading.local()  # one open evidence per thread (Dask workers may run
 
 def _state() -> dict[str, Any]:
     if not hasattr(_local, "state"):
-        _local.state = {"key": None, "media": None, "fs": {}}
+        _local.state = {"key": None, "media": None, "fs": {}, "streams": {}}
     state: dict[str, Any] = _local.state
     return state
 
@@ -44,12 +46,28 @@ def _media(container: str, paths: tuple[str, ...]) -> MediaStream:
     return media
 
 
-def _filesystem(media: MediaStream, walker: str, offset: int) -> FileSystemHandle:
-    cache: dict[tuple[str, int], FileSystemHandle] = _state()["fs"]
-    if (walker, offset) not in cache:
+def _filesystem(
+    media: MediaStream, chain: str | None, walker: str, offset: int, unlocks: tuple[Unlock, ...]
+) -> FileSystemHandle:
+    """The file system at ``offset`` of the stream at the end of ``chain`` (opened once)."""
+    state = _state()
+    cache: dict[tuple[str | None, str, int], FileSystemHandle] = state["fs"]
+    if (chain, walker, offset) not in cache:
+        stream = media
+        if chain:
+            if chain not in state["streams"]:
+                opened: list[MediaStream] = []
+                try:
+                    open_chain(media, chain, registry().volume_layers, unlocks, opened)
+                except Locked as exc:
+                    for s in opened:
+                        s.close()
+                    raise OSError(f"{exc}; give the secret with --unlock") from exc
+                state["streams"][chain] = opened
+            stream = state["streams"][chain][-1]
         plugin = registry().get("filesystems", walker)
-        cache[(walker, offset)] = plugin.open(media, offset, media.size - offset)
-    return cache[(walker, offset)]
+        cache[(chain, walker, offset)] = plugin.open(stream, offset, stream.size - offset)
+    return cache[(chain, walker, offset)]
 
 
 def _close() -> None:
@@ -57,6 +75,10 @@ def _close() -> None:
     for handle in state["fs"].values():
         handle.close()
     state["fs"] = {}
+    for opened in state["streams"].values():
+        for stream in reversed(opened):
+            stream.close()
+    state["streams"] = {}
     if state["media"] is not None:
         state["media"].close()
     state.update(key=None, media=None)
@@ -87,7 +109,7 @@ def hash_unit(unit: WorkUnit) -> list[StreamResult]:
         with _Keeper(task, image_hashers, formats) as keeper:
             digest = StreamDigest(hashers)
             try:
-                fs = _filesystem(media, task.walker, task.fs_offset)
+                fs = _filesystem(media, task.chain, task.walker, task.fs_offset, unit.unlocks)
                 for chunk in fs.read(task.inode, task.attr_type, task.attr_id, task.size):
                     digest.update(chunk)
                     heartbeat()
@@ -166,7 +188,13 @@ class _Keeper:
                       image_hashers, self.formats, limits)  # fmt: skip
 
 
-def list_evidence(case_path: str, evidence_id: str, container: str, paths: tuple[str, ...]) -> int:
+def list_evidence(
+    case_path: str,
+    evidence_id: str,
+    container: str,
+    paths: tuple[str, ...],
+    options: ListingOptions | None = None,
+) -> int:
     """List every volume, file system and entry of one evidence item into the case (in a
     worker: a crash or a hang of The Sleuth Kit on corrupt metadata costs this listing, not
     the scan). The parent holds the case's lock and writes nothing meanwhile."""
@@ -175,7 +203,7 @@ def list_evidence(case_path: str, evidence_id: str, container: str, paths: tuple
 
     plugin = registry().get("containers", container)
     with Case.open(Path(case_path)) as case, open_media(plugin, [Path(p) for p in paths]) as media:
-        plan_evidence(case, registry(), evidence_id, media)
+        plan_evidence(case, registry(), evidence_id, media, options=options)
         (count,) = case.conn.execute(
             "SELECT count(*) FROM files WHERE evidence_id = ?", (evidence_id,)
         ).fetchone()

@@ -32,3 +32,19 @@ def read_at(handle: Any, size: int, offset: int, length: int, library: str, labe
     if len(data) < length:
         raise OSError(f"{label} data ends early at offset {offset + len(data)}: truncated")
     return data
+
+
+def libyal_stream(
+    parent: Any, handle: Any, size: int, label: str, owner: Any = None, close: bool = True
+) -> Any:
+    """A ``LayerStream`` over a libyal object with ``read_buffer_at_offset`` (a logical
+    volume, a decrypted volume, a shadow-copy store). ``owner`` (the object ``handle``
+    came from) is kept alive with the stream; ``handle`` is closed with it if ``close``."""
+    from examkit.layers import LayerStream
+
+    library = type(handle).__module__ or "libyal"
+
+    def read(at: int, n: int, _owner: Any = owner) -> bytes:
+        return read_at(handle, size, at, n, library, label)
+
+    return LayerStream(parent, size, read, [handle] if close else [])

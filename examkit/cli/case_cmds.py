@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -95,12 +96,32 @@ def info(
     for e in data["evidence"]:
         out.print(
             table(
+                f"{safe_text(e['evidence_id'])}: volumes",
+                ["#", "kind", "in", "offset", "length", "layer", "state", "description"],
+                [
+                    (
+                        v["idx"],
+                        v["kind"],
+                        "" if v["parent"] is None else v["parent"],
+                        v["start_offset"],
+                        human_bytes(v["length"]),
+                        v["layer_type"] or "",
+                        _layer_state(v),
+                        v["layer_detail"] or v["description"] or "",
+                    )
+                    for v in e["volumes"]
+                ],
+            )
+        )
+        out.print(
+            table(
                 f"{safe_text(e['evidence_id'])}: file systems",
-                ["id", "volume", "type", "offset", "status", "entries", "error"],
+                ["id", "volume", "walker", "type", "offset", "status", "entries", "error"],
                 [
                     (
                         f["filesystem_id"],
-                        f["volume_id"],
+                        f["volume"],
+                        f["walker"],
                         f["fs_type"],
                         f["offset"],
                         f["status"],
@@ -162,3 +183,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(case_app, name="case")
     app.add_typer(evidence_app, name="evidence")
     app.command("info")(info)
+
+
+def _layer_state(volume: dict[str, Any]) -> str:
+    """``locked`` / ``unlocked (password)`` / the layer's error, for encrypted and other layers."""
+    if volume["locked"] == 1:
+        return f"locked: {volume['layer_error']}" if volume["layer_error"] else "locked"
+    if volume["locked"] == 0:
+        return f"unlocked ({volume['unlocked_with']})"
+    return volume["layer_error"] or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from pathlib import Path
@@ -22,7 +23,9 @@ from examkit.display import safe_text
 from examkit.errors import UsageError
 from examkit.evidence import parse_expect
 from examkit.isolation import STALL_SECONDS
+from examkit.layers import Unlock, parse_unlock
 from examkit.models import ScanSummary
+from examkit.plugins import registry
 from examkit.scan import ScanOptions, scan
 from examkit.scan import summary_json as _summary_json
 
@@ -145,6 +148,9 @@ def render_summary(summary: ScanSummary) -> None:
         states = ", ".join(f"{k} {v:,}" for k, v in sorted(ev.by_state.items()))
         statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(ev.by_status.items()))
         out.print(f"{safe_text(ev.evidence_id)}: {states} | read status: {statuses}", markup=False)
+        for locked in ev.locked:
+            line = f"{safe_text(ev.evidence_id)}: encrypted, locked: {safe_text(locked)}"
+            err.print(f"{line} (not walked; open it with --unlock VOLUME=password:…)", markup=False)
         if ev.verification_detail:
             out.print(
                 f"{safe_text(ev.evidence_id)} verification: {ev.verification_detail}", markup=False
@@ -173,6 +179,36 @@ def parse_path_map(values: list[str]) -> tuple[tuple[str, str], ...]:
             raise UsageError(f"--path-map {value!r} is not LOCAL=REMOTE",
                              "e.g. --path-map /mnt/evidence=/shared/evidence")  # fmt: skip
         pairs.append((local, remote))
+    return tuple(pairs)
+
+
+def parse_unlocks(values: list[str]) -> tuple[Unlock, ...]:
+    """``--unlock`` values; ``password:-`` / ``recovery-key:-`` ask at the terminal."""
+    out = []
+    for value in values:
+        volume, _, rest = value.partition("=")
+        kind, _, secret = rest.partition(":")
+        if secret == "-" and kind in ("password", "recovery-key"):
+            if not sys.stdin.isatty():
+                raise UsageError(f"--unlock {volume}={kind}:- needs a terminal to ask",
+                                 "give the secret in a key file (key-file:PATH)")  # fmt: skip
+            secret = getpass.getpass(f"{kind} for volume {volume}: ")
+            value = f"{volume}={kind}:{secret}"
+        out.append(parse_unlock(value))
+    return tuple(out)
+
+
+def parse_fs_backends(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--fs-backend WALKER`` (every volume) or ``VOLUME=WALKER``; the walker must exist."""
+    names = [w.name for w in registry().filesystems]
+    pairs = []
+    for value in values:
+        volume, sep, name = value.rpartition("=")
+        volume = volume if sep else "*"
+        if name not in names:
+            raise UsageError(f"--fs-backend {value!r}: no file-system walker named {name!r}",
+                             f"choose one of: {', '.join(names)}")  # fmt: skip
+        pairs.append((volume.strip() or "*", name))
     return tuple(pairs)
 
 
@@ -235,6 +271,21 @@ def scan_command(
         max=16,
         help="Expand archives (ZIP, 7z, TAR, gzip) this many levels deep; 0: not at all.",
     ),
+    unlock: list[str] = typer.Option(
+        [],
+        "--unlock",
+        help="Open an encrypted volume: VOLUME=password:TEXT | recovery-key:KEY | key-file:PATH"
+        " (VOLUME: its UUID/GUID, its number, or *; TEXT '-' asks without echo). Repeatable;"
+        " secrets are never recorded.",
+    ),
+    shadow_copies: bool = typer.Option(
+        False, "--shadow-copies", help="Also walk every Volume Shadow Copy of NTFS volumes."
+    ),
+    fs_backend: list[str] = typer.Option(
+        [],
+        "--fs-backend",
+        help="Force a file-system walker (tsk, apfs, xfs), for all volumes or VOLUME=WALKER.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Scan images into a case: every volume, file system, file and stream, hashed and matched."""
@@ -250,6 +301,9 @@ def scan_command(
         stall_seconds=stall_timeout,
         archive_depth=archive_depth,
         near=near_options(pdq_threshold, phash_threshold, enabled=not no_perceptual),
+        unlocks=parse_unlocks(unlock),
+        shadow_copies=shadow_copies,
+        fs_backends=parse_fs_backends(fs_backend),
     )
     if workers is not None:
         options.workers = workers
