@@ -42,6 +42,8 @@ test: lint typecheck unit
 fixtures:
 	tests/fixtures/build_images.sh
 	$(BIN)/python tests/fixtures/build_perceptual_image.py
+	python3 tests/fixtures/build_xfs_image.py        # needs xfsprogs
+	python3 tests/fixtures/build_layered_images.py   # needs root, cryptsetup, lvm2, loop devices
 	$(BIN)/python tests/fixtures/hashsets/make_known_bad_sets.py
 	$(BIN)/python tests/fixtures/hashsets/make_nsrl_sets.py
 

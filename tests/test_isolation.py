@@ -157,13 +157,13 @@ if targets:
     faults = dict(item.split("=") for item in targets.split(","))
     import examkit.worker as worker
     original = worker.list_evidence
-    def list_evidence(case_path, evidence_id, container, paths):
+    def list_evidence(case_path, evidence_id, container, paths, *rest):
         fault = faults.get(evidence_id)
         if fault == "crash":
             os.kill(os.getpid(), signal.SIGABRT)
         if fault == "hang":
             time.sleep(3600)
-        return original(case_path, evidence_id, container, paths)
+        return original(case_path, evidence_id, container, paths, *rest)
     worker.list_evidence = list_evidence
 """
 
