@@ -16,7 +16,6 @@ APFS walker.
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 import struct
 from collections import Counter
@@ -29,6 +28,7 @@ from examkit.display import decode_name
 from examkit.evidence import MediaStream
 from examkit.hashing import CHUNK_SIZE
 from examkit.hookspecs import Register, hookimpl
+from examkit.layers import RegionFile
 from examkit.models import ALLOCATED, NO_CONTENT, PENDING, FileEntry, FileSystemInfo
 from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
 from examkit_plugins._libyal import libyal_cause
@@ -43,46 +43,7 @@ _MODE_TYPES = {
 }  # fmt: skip
 
 
-class LibyalFile:
-    """A read-only, seekable file object over ``length`` bytes of the media from ``offset``.
-
-    libyal bindings (``open_file_object``) call ``read``, ``seek``, ``tell`` and ``get_size``.
-    """
-
-    def __init__(self, media: MediaStream, offset: int, length: int) -> None:
-        self._media = media
-        self._offset = offset
-        self._length = max(0, min(length, media.size - offset))
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        remaining = self._length - self._pos
-        if size is None or size < 0 or size > remaining:
-            size = remaining
-        if size <= 0:
-            return b""
-        data = self._media.read(self._offset + self._pos, size)
-        self._pos += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if whence == os.SEEK_CUR:
-            offset += self._pos
-        elif whence == os.SEEK_END:
-            offset += self._length
-        if offset < 0:
-            raise OSError("negative seek offset")
-        self._pos = offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def get_size(self) -> int:
-        return self._length
-
-    def close(self) -> None:
-        """The media stream belongs to its owner: nothing to release."""
+LibyalFile = RegionFile  # the file-like view libyal bindings read (shared with APFS)
 
 
 def mode_type(mode: int | None) -> str:
