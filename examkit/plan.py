@@ -11,7 +11,16 @@ from . import custody
 from .case import Case
 from .evidence import MediaStream
 from .isolation import heartbeat
-from .layers import MAX_DEPTH, Locked, Step, Unlock, VolumeLayer, chain_text, secrets_for
+from .layers import (
+    MAX_DEPTH,
+    LayerProbe,
+    Locked,
+    Step,
+    Unlock,
+    VolumeLayer,
+    chain_text,
+    secrets_for,
+)
 from .models import FileEntry, Volume
 from .plugins import Registry
 from .walk import FileSystemWalker, find_volumes, open_filesystem
@@ -156,11 +165,8 @@ class _Listing:
         volume_id: int,
         chain: tuple[Step, ...],
         layer: VolumeLayer,
-        probe: object,
+        probe: LayerProbe,
     ) -> None:
-        from .layers import LayerProbe
-
-        assert isinstance(probe, LayerProbe)
         secrets = secrets_for(self.options.unlocks, volume.index, probe.identifiers)
         locked: int | None = None
         used: str | None = None

@@ -16,6 +16,7 @@ from .clock import utc_now
 from .errors import IntegrityError
 from .filetype import libmagic_version
 from .integrity import state_differences, state_digest
+from .layers import SECRET_KINDS
 from .plugins import distribution_version
 from .signing import configured_signer, sign_entry
 
@@ -53,7 +54,7 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
             value = arg[len(prefix) :]
             volume, _, rest = value.partition("=")
             kind, _, secret = rest.partition(":")
-            if kind not in ("password", "recovery-key", "key-file"):
+            if kind not in SECRET_KINDS:
                 arg = f"{prefix}(withheld)"  # malformed: it may be the secret itself
             else:
                 arg = f"{prefix}{volume}={kind}:{secret if kind == 'key-file' else '(withheld)'}"

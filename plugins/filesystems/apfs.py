@@ -38,11 +38,12 @@ import pyfsapfs
 from examkit.display import decode_name
 from examkit.evidence import MediaStream
 from examkit.hookspecs import Register, hookimpl
+from examkit.layers import RegionFile
 from examkit.models import ALLOCATED, ERROR, NO_CONTENT, PENDING, FileEntry, FileSystemInfo
 from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
 from examkit_plugins._libyal import libyal_cause
 from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_RSRC, MAX_EXPANSIONS
-from examkit_plugins.filesystems.xfs import LibyalFile, entry_times, mode_type, read_chunks
+from examkit_plugins.filesystems.xfs import entry_times, mode_type, read_chunks
 
 NX_MAGIC = b"NXSB"  # container superblock signature, at byte 32 of block 0
 RESOURCE_FORK = "com.apple.ResourceFork"
@@ -64,7 +65,7 @@ def _volume_dirs(names: list[str]) -> list[str]:
 
 
 class ApfsFileSystem(FileSystemHandle):
-    def __init__(self, container: Any, file: LibyalFile, offset: int, head: bytes) -> None:
+    def __init__(self, container: Any, file: RegionFile, offset: int, head: bytes) -> None:
         self._container = container
         self._file = file
         self._volumes: list[Any] = []
@@ -203,7 +204,7 @@ class ApfsWalker(FileSystemWalker):
         head = media.read(offset, 4096)
         if len(head) < 48 or head[32:36] != NX_MAGIC:
             raise NotRecognised("no APFS container superblock signature")
-        file = LibyalFile(media, offset, length)
+        file = RegionFile(media, offset, length)
         container = pyfsapfs.container()
         try:
             container.open_file_object(file)

@@ -9,8 +9,7 @@ in full (``attr_type`` 1, ``attr_id`` 0: XFS has one data fork); links,
 directories and devices are recorded without content. Extended attributes are
 not recorded as streams.
 
-``LibyalFile`` (a file-like view of a volume of the media) is shared with the
-APFS walker.
+libyal bindings read the volume through ``examkit.layers.RegionFile``.
 """
 
 from __future__ import annotations
@@ -41,9 +40,6 @@ _MODE_TYPES = {
     stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "link", stat.S_IFCHR: "chr",
     stat.S_IFBLK: "blk", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket",
 }  # fmt: skip
-
-
-LibyalFile = RegionFile  # the file-like view libyal bindings read (shared with APFS)
 
 
 def mode_type(mode: int | None) -> str:
@@ -87,7 +83,7 @@ def read_chunks(reader: Any, size: int) -> Iterator[bytes]:
 
 
 class XfsFileSystem(FileSystemHandle):
-    def __init__(self, volume: Any, file: LibyalFile, offset: int, head: bytes) -> None:
+    def __init__(self, volume: Any, file: RegionFile, offset: int, head: bytes) -> None:
         self._volume = volume
         self._file = file
         block_size, blocks = struct.unpack(">IQ", head[4:16])
@@ -166,7 +162,7 @@ class XfsWalker(FileSystemWalker):
         head = media.read(offset, 512)
         if len(head) < 16 or head[:4] != XFS_MAGIC:
             raise NotRecognised("no XFS superblock signature")
-        file = LibyalFile(media, offset, length)
+        file = RegionFile(media, offset, length)
         volume = pyfsxfs.volume()
         try:
             volume.open_file_object(file)
