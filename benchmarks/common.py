@@ -12,6 +12,15 @@ from pathlib import Path
 EXAMKIT = str(Path(sys.executable).with_name("examkit"))
 
 
+def compile_bytecode() -> None:
+    """Write examkit's bytecode first, as installing a wheel does: an editable install
+    under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module on every run."""
+    import examkit
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(examkit.__file__).parent)],
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+
+
 def measure(cmd: list[str], env: dict[str, str] | None = None, stdout: Path | None = None
             ) -> tuple[float, int]:  # fmt: skip
     """Wall seconds and peak RSS (KiB) of one command, measured in a fresh child."""

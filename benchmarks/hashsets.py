@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import EXAMKIT, measure
+from common import EXAMKIT, compile_bytecode, measure
 
 
 def _hex(raw: bytes, width: int = 16) -> list[str]:
@@ -78,6 +78,7 @@ def main() -> int:
     if shutil.which("hfind") is None:
         print("hfind (The Sleuth Kit) is not installed: 'make apt-test' installs it")
         return 2
+    compile_bytecode()
     work = args.keep or Path(tempfile.mkdtemp(prefix="examkit-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, EXAMKIT_HASHSETS=str(work / "library"))

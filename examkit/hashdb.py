@@ -216,15 +216,16 @@ class HashSetIndex:
         names, sizes, metas = self.columns([entry])
         return EntryRecord(entry, names[0], sizes[0], json.loads(metas[0]) if metas[0] else {})
 
-    def name_bytes(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Names of many entries as one byte array plus their lengths (``None``: no names)."""
+    def name_windows(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Names of many entries as :func:`windows` rows ``(matrix, mask)``; ``None`` when
+        the set has no names or the longest name makes the matrix too large."""
         if self._names is None:
             return None
         spans, blob = self._names
         picked = spans[entries].astype(np.int64)
         lengths = np.maximum(picked[:, 1] - picked[:, 0], 0)
         source = np.frombuffer(blob, dtype=np.uint8) if len(blob) else np.zeros(0, np.uint8)
-        return gather(source, picked[:, 0], lengths), lengths
+        return windows(source, picked[:, 0], lengths)
 
     def columns(
         self, entries: list[int]
@@ -240,14 +241,37 @@ class HashSetIndex:
         return list(names), sizes, list(metas)
 
 
-def gather(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The byte ranges ``source[start:start+length]``, concatenated, in one vectorised step."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, np.uint8)
-    offsets = np.cumsum(lengths) - lengths
-    index = np.repeat(starts - offsets, lengths) + np.arange(total)
-    return source[index]
+MAX_WINDOW_CELLS = 1 << 25  # 32 MiB: beyond this, windows() declines (callers go per item)
+
+
+def windows(
+    source: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The byte ranges as rows of one ``(n, longest)`` matrix plus a mask of the valid cells.
+
+    ``matrix[mask]`` is the ranges concatenated: one row copy per range, no
+    per-byte index arrays (no large temporaries, far fewer page faults).
+    ``None`` when the matrix would exceed ``MAX_WINDOW_CELLS``.
+    """
+    n = len(starts)
+    width = int(lengths.max()) if n else 0
+    if n * width > MAX_WINDOW_CELLS:
+        return None
+    if width == 0:
+        return np.zeros((n, 0), np.uint8), np.zeros((n, 0), bool)
+    if len(source) < width:  # a tiny source: pad a copy so every window fits
+        padded = np.zeros(width, np.uint8)
+        padded[: len(source)] = source
+        source = padded
+    begin = np.minimum(starts, len(source) - width)  # a window never runs off the end
+    shift = (starts - begin)[:, None]
+    view = np.lib.stride_tricks.as_strided(
+        source, shape=(len(source) - width + 1, width), strides=(source.strides[0],) * 2,
+        writeable=False,
+    )  # fmt: skip
+    columns = np.arange(width)
+    mask = (columns >= shift) & (columns < shift + lengths[:, None])
+    return view[begin], mask
 
 
 def _slices(
@@ -272,19 +296,73 @@ class LineHits:
     invalid: int  # non-blank lines that are not an MD5, SHA-1 or SHA-256 in hex
 
 
+_PerWidth = dict[int, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]]
+
+
 def lookup_lines(index: HashSetIndex, data: bytes) -> LineHits:
     """Look up every line of ``data`` (one hex digest per line; case and blanks ignored).
 
-    Lines are split and decoded vectorised (``examkit.hexlines``); only lines
-    with surrounding blanks or odd lengths are looked at one by one.
+    A file of equal-width hex lines is decoded in one ``bytes.fromhex`` call;
+    otherwise lines are split and decoded vectorised (``examkit.hexlines``), and
+    only lines with surrounding blanks or odd lengths are looked at one by one.
     """
+    per_width, given = _uniform_lines(data) or _split_lines(data)
+    parts: list[tuple[np.ndarray, ...]] = []
+    valid = 0
+    for number, (algorithm, size) in enumerate(DIGESTS.items()):
+        rows, lines, line_starts = (np.concatenate(x) for x in per_width[2 * size])
+        valid += len(lines)
+        if not len(lines):
+            continue
+        queries = np.ascontiguousarray(rows.astype(np.uint8)).view(f"S{size}").ravel()
+        q_pos, entries = index.lookup(algorithm, queries)
+        parts.append((lines[q_pos], line_starts[q_pos], np.full(len(q_pos), 2 * size),
+                      np.full(len(q_pos), number), entries))  # fmt: skip
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return LineHits(empty, empty, empty, empty, empty, given, given - valid)
+    lines, line_starts, widths, algorithms, entries = (
+        np.concatenate([p[i] for p in parts]) for i in range(5)
+    )
+    order = np.lexsort((entries, lines))
+    return LineHits(
+        lines[order], line_starts[order], widths[order], algorithms[order], entries[order],
+        given, given - valid,
+    )  # fmt: skip
+
+
+def _uniform_lines(data: bytes) -> tuple[_PerWidth, int] | None:
+    """The usual bulk file, decoded at C speed: every line exactly 32, 40 or 64 hex
+    characters then ``\\n``. ``None`` for anything else (the general path decides)."""
+    width = data.find(b"\n")
+    if width not in (32, 40, 64) or len(data) % (width + 1):
+        return None
+    count = len(data) // (width + 1)
+    if data[width :: width + 1] != b"\n" * count:
+        return None
+    try:
+        raw = bytes.fromhex(data.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if len(raw) != count * width // 2:  # fromhex skips blanks: a line held one
+        return None
+    lines = np.arange(count)
+    per_width: _PerWidth = {w: ([np.zeros((0, w // 2), np.uint8)], [lines[:0]], [lines[:0]])
+                            for w in (32, 40, 64)}  # fmt: skip
+    per_width[width] = ([np.frombuffer(raw, np.uint8).reshape(count, width // 2)], [lines],
+                        [lines * (width + 1)])  # fmt: skip
+    return per_width, count
+
+
+def _split_lines(data: bytes) -> tuple[_PerWidth, int]:
+    """Digests of every line, grouped by hex width: ``({width: (rows, lines, starts)}, given)``."""
     from .hexlines import decode_hex, line_bounds
 
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends = line_bounds(buf)
     length = ends - starts
     plain = np.zeros(len(starts), bool)
-    per_width: dict[int, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
+    per_width: _PerWidth = {}
     for width in (32, 40, 64):
         picked = np.flatnonzero(length == width)
         values, ok = decode_hex(data, buf, starts[picked], width)
@@ -309,28 +387,7 @@ def lookup_lines(index: HashSetIndex, data: bytes) -> LineHits:
         per_width[width][0].append(np.frombuffer(digest, np.uint8)[None])
         per_width[width][1].append(np.array([line]))
         per_width[width][2].append(np.array([start]))
-    parts: list[tuple[np.ndarray, ...]] = []
-    valid = 0
-    for number, (algorithm, size) in enumerate(DIGESTS.items()):
-        rows, lines, line_starts = (np.concatenate(x) for x in per_width[2 * size])
-        valid += len(lines)
-        if not len(lines):
-            continue
-        queries = np.ascontiguousarray(rows.astype(np.uint8)).view(f"S{size}").ravel()
-        q_pos, entries = index.lookup(algorithm, queries)
-        parts.append((lines[q_pos], line_starts[q_pos], np.full(len(q_pos), 2 * size),
-                      np.full(len(q_pos), number), entries))  # fmt: skip
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        return LineHits(empty, empty, empty, empty, empty, given, given - valid)
-    lines, line_starts, widths, algorithms, entries = (
-        np.concatenate([p[i] for p in parts]) for i in range(5)
-    )
-    order = np.lexsort((entries, lines))
-    return LineHits(
-        lines[order], line_starts[order], widths[order], algorithms[order], entries[order],
-        given, given - valid,
-    )  # fmt: skip
+    return per_width, given
 
 
 def lookup_hex(index: HashSetIndex, values: list[str]) -> tuple[list[tuple[str, str, int]], int]:

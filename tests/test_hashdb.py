@@ -18,7 +18,7 @@ import pytest
 
 from examkit import hashdb_write
 from examkit.errors import UsageError
-from examkit.hashdb import lookup_hex
+from examkit.hashdb import _split_lines, _uniform_lines, lookup_hex, lookup_lines, windows
 from examkit.hashdb_write import sort_digests
 from examkit.hashformat import EntrySink, HashSetError, HashSetFormat, MalformedInput
 from examkit.hashsets import Library
@@ -315,3 +315,59 @@ def test_text_list_edges(tmp_path: Path, content: bytes, entries: int, malformed
     assert (result.info.entries, result.info.malformed) == (entries, malformed)
     hits, _ = lookup_hex(Library(tmp_path / "lib").open("s"), ["d41d8cd98f00b204e9800998ecf8427e"])
     assert len(hits) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "uniform"),
+    [("md5 lines", True), ("sha256 lines", True), ("upper case", True), ("crlf", False),
+     ("a blank inside", False), ("not hex", False), ("no final newline", False),
+     ("mixed widths", False)],
+)  # fmt: skip
+def test_equal_width_shortcut_agrees_with_the_line_by_line_reading(
+    tmp_path: Path, name: str, uniform: bool
+) -> None:
+    """The one-call decoding of equal-width files answers exactly as the general reader."""
+    md5s, sha256s = synthetic(40), synthetic(30, "sha256")
+    source = tmp_path / "set.txt"
+    source.write_text("".join(f"{h}\n" for h in md5s[::2] + sha256s[::2]))
+    library = Library(tmp_path / "lib")
+    library.import_set(source, "s", "known-good", formats=formats())
+    index = library.open("s")
+    data = {
+        "md5 lines": "".join(f"{h}\n" for h in md5s),
+        "sha256 lines": "".join(f"{h}\n" for h in sha256s),
+        "upper case": "".join(f"{h.upper()}\n" for h in md5s),
+        "crlf": "".join(f"{h}\r\n" for h in md5s),
+        "a blank inside": "".join(f"{h}\n" for h in md5s[:5]) + md5s[5][:31] + " \n",
+        "not hex": "".join(f"{h}\n" for h in md5s[:5]) + "z" * 32 + "\n",
+        "no final newline": "\n".join(md5s),
+        "mixed widths": "".join(f"{a}\n{b}\n" for a, b in zip(md5s, sha256s, strict=False)),
+    }[name].encode()
+    assert (_uniform_lines(data) is not None) is uniform
+    general = _split_lines(data)
+    hits = lookup_lines(index, data)
+    assert hits.given == general[1]
+    found = {
+        data[a : a + w].decode().lower() for a, w in zip(hits.starts, hits.widths, strict=True)
+    }
+    expected = {h for h in md5s[::2] + sha256s[::2] if h in data.decode().lower()}
+    if name == "a blank inside":
+        expected.discard(md5s[5])
+    assert found == expected and len(hits.lines) == len(expected)
+
+
+def test_windows_equal_gather_at_the_edges() -> None:
+    """Row windows over a source, compacted by their mask, are the byte ranges joined."""
+    rng = np.random.default_rng(5)
+    for size in (0, 1, 7, 100, 4096):
+        source = rng.integers(0, 256, size, dtype=np.uint8)
+        starts = rng.integers(0, max(size, 1), 200)
+        lengths = np.minimum(rng.integers(0, 40, 200), size - np.minimum(starts, size))
+        result = windows(source, starts, lengths)
+        assert result is not None
+        matrix, mask = result
+        raw = source.tobytes()
+        assert matrix[mask].tobytes() == b"".join(
+            raw[a : a + n] for a, n in zip(starts.tolist(), lengths.tolist(), strict=True)
+        )
+    assert windows(np.zeros(10, np.uint8), np.zeros(2, np.int64), np.array([1, 1 << 25])) is None

@@ -5,6 +5,7 @@ builder wrote, not examkit's), then check flags, marks, withheld names and re-ma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -319,3 +320,24 @@ def test_a_schema_1_case_is_migrated_to_hold_matches(tmp_path: Path) -> None:
         versions = [r[0] for r in case.conn.execute("SELECT version FROM schema_migrations")]
         assert versions == list(range(1, SCHEMA_VERSION + 1))
         assert case.conn.execute("SELECT count(*) FROM matches").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("kind", ["known-good", "known-bad"])
+def test_vectorised_lookup_output_equals_the_per_line_output(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
+) -> None:
+    """The one-pass TSV (names of many lengths, and none) is byte for byte
+    what the per-line printer, which sends each name through the display gate, writes."""
+    from examkit.cli import lookup_output
+
+    md5s = [hashlib.md5(b"%d" % i).hexdigest() for i in range(50)]
+    source = tmp_path / "set.md5"
+    source.write_text("".join(f"{m}  {'/x' * (i % 9)}{i}\n" for i, m in enumerate(md5s)))
+    code, _, err = run(capsys, "hashset", "import", str(source), "-n", "s", "-k", kind)
+    assert code == 0, err
+    queries = tmp_path / "q.txt"
+    queries.write_text("\n".join(md5s[::3] + [h.upper() for h in md5s[1::3]] + ["0" * 64]) + "\n")
+    vectorised = run(capsys, "hashset", "lookup", "s", "-f", str(queries))
+    monkeypatch.setattr(lookup_output, "_tsv", lambda *args: None)
+    per_line = run(capsys, "hashset", "lookup", "s", "-f", str(queries))
+    assert vectorised == per_line and vectorised[1].count("\n") == 34

@@ -19,7 +19,7 @@ import numpy as np
 
 from examkit.display import WITHHELD, safe_lines, safe_text
 from examkit.errors import UsageError
-from examkit.hashdb import HashSetIndex, LineHits, gather, lookup_lines
+from examkit.hashdb import HashSetIndex, LineHits, lookup_lines, windows
 from examkit.hashformat import DIGESTS
 from examkit.hashsets import ENV, Library
 
@@ -35,10 +35,10 @@ def run_lookup(
     as_json: bool,
 ) -> int:
     """Print the hits (tab-separated, or JSON); 0 when any hash is found, else 1."""
-    data = "\n".join(h.replace("\n", " ") for h in hashes).encode("utf-8", "replace")
+    data = "".join(h.replace("\n", " ") + "\n" for h in hashes).encode("utf-8", "replace")
     if from_file is not None:
         try:
-            data += b"\n" + from_file.read_bytes()
+            data += from_file.read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {from_file}: {exc.strerror}", "check the path") from exc
     index = Library(folder).open(name)
@@ -100,7 +100,8 @@ def _summary(name: str, hits: LineHits) -> None:
 
 
 _MIDDLES = b"".join(b"\t%s\t" % a for a in ALGORITHM_NAMES)
-_MIDDLE_AT = np.cumsum([0] + [len(a) + 2 for a in ALGORITHM_NAMES])[:-1]
+_MIDDLE_LEN = np.array([len(a) + 2 for a in ALGORITHM_NAMES], np.int64)
+_MIDDLE_AT = np.cumsum(_MIDDLE_LEN) - _MIDDLE_LEN
 _PRINTABLE = np.zeros(256, bool)
 _PRINTABLE[0x20:0x7F] = True
 _PRINTABLE[0x5C] = False  # a backslash is escaped by the gate
@@ -108,42 +109,43 @@ _PRINTABLE[0x5C] = False  # a backslash is escaped by the gate
 
 def _tsv(index: HashSetIndex, hits: LineHits, data: bytes, hide: bool) -> bytes | None:
     """The tab-separated output built in one vectorised pass, when the set has names only
-    (no sizes, no metadata) and every name is plain printable ASCII; else ``None``."""
+    (no sizes, no metadata) and every name is plain printable ASCII; else ``None``.
+
+    Every piece of a line (hex, algorithm, name, tail) is a matrix of rows plus a
+    mask of the cells in use; the pieces side by side, compacted by their masks,
+    are the output lines in order.
+    """
     columns = index.manifest["columns"]
     if columns.get("sizes") or columns.get("meta"):
         return None
     n = len(hits.lines)
-    names = index.name_bytes(hits.entries)
-    if names is None:
-        name_src, name_len = np.zeros(0, np.uint8), np.zeros(n, np.int64)
-    else:
-        name_src, name_len = names
-        if not _PRINTABLE[name_src].all():
+    if columns.get("names"):
+        names = index.name_windows(hits.entries)
+        if names is None:
+            return None  # very long names: the per-line path
+        if not _PRINTABLE[names[0][names[1]]].all():
             return None  # names to escape: the per-line path sends each through the gate
-    name_at = np.cumsum(name_len) - name_len
-    if hide:  # every named entry shows the same placeholder
-        name_src = np.frombuffer(WITHHELD.encode(), np.uint8)
-        name_len = np.where(name_len > 0, len(WITHHELD), 0)
-        name_at = np.zeros(n, np.int64)
+        if hide:  # every named entry shows the same placeholder
+            named = np.asarray(names[1].any(axis=1))
+            shown = np.frombuffer(WITHHELD.encode(), np.uint8)
+            names = (np.broadcast_to(shown, (n, len(shown))),
+                     np.broadcast_to(named[:, None], (n, len(shown))))  # fmt: skip
+    else:
+        names = (np.zeros((n, 0), np.uint8), np.zeros((n, 0), bool))
+    text = windows(np.frombuffer(data.lower(), np.uint8), hits.starts.astype(np.int64),
+                   hits.widths.astype(np.int64))  # fmt: skip
+    if text is None:
+        return None
     algorithms = hits.algorithms.astype(np.int64)
-    middle_len = np.array([len(a) + 2 for a in ALGORITHM_NAMES])[algorithms]
-    pieces = [  # (source, start in source, length) of each piece of every line, in order
-        (np.frombuffer(data.lower(), np.uint8), hits.starts.astype(np.int64), hits.widths),
-        (np.frombuffer(_MIDDLES, np.uint8), _MIDDLE_AT[algorithms], middle_len),
-        (name_src, name_at, name_len),
-        (np.frombuffer(b"\t\t\n", np.uint8), np.zeros(n, np.int64), np.full(n, 3)),
-    ]
-    line_len = sum(p[2] for p in pieces)
-    out = np.empty(int(np.sum(line_len)), np.uint8)
-    at = np.cumsum(line_len) - line_len
-    for source, starts, lengths in pieces:
-        lengths = np.asarray(lengths, np.int64)
-        total = int(lengths.sum())
-        if total:
-            dest = np.repeat(at - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
-            out[dest] = gather(source, np.asarray(starts, np.int64), lengths)
-        at = at + lengths
-    return out.tobytes()
+    middle = windows(np.frombuffer(_MIDDLES, np.uint8), _MIDDLE_AT[algorithms],
+                     _MIDDLE_LEN[algorithms])  # fmt: skip
+    assert middle is not None  # a few bytes wide
+    tail = np.frombuffer(b"\t\t\n", np.uint8)
+    pieces = [text, middle, names,
+              (np.broadcast_to(tail, (n, 3)), np.ones((n, 3), bool))]  # fmt: skip
+    matrix = np.hstack([p[0] for p in pieces])
+    mask = np.hstack([p[1] for p in pieces])
+    return bytes(matrix[mask].tobytes())
 
 
 def fast_lookup(args: Sequence[str]) -> int | None:
