@@ -138,18 +138,24 @@ HIT_COLUMNS = (
     "evidence_id", "file_id", "path", "name", "size", "state", "md5", "sha1", "sha256",
     "hashset", "kind", "algorithms", "category", "category_label", "series",
     "victim_identified", "offender_identified", "is_distributed", "media_id", "size_matches",
-    "alert", "distance",
+    "alert", "distance", "snapshot_copies",
 )  # fmt: skip
 
 
 def list_hits(
-    case: Case, evidence_id: str | None = None, all_categories: bool = False
-) -> Iterator[dict[str, Any]]:
+    case: Case, evidence_id: str | None = None, all_categories: bool = False,
+    all_copies: bool = False,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
     """Known-bad matches, one row per file, set and entry (flagged ones unless ``all_categories``).
 
+    A shadow-copy file with the same path and content as one listed already
+    (``files.same_content_as``) is folded into it: ``snapshot_copies`` says in how
+    many more snapshots that content was seen. ``all_copies`` lists them as rows too.
     Rows hold file names: renderers must pass them through the display gate.
     """
     where = ["m.kind = 'known_bad'"]
+    if not all_copies:
+        where.append("f.same_content_as IS NULL")
     params: list[Any] = []
     if not all_categories:
         where.append("m.alert = 1")
@@ -161,9 +167,13 @@ def list_hits(
         " f.sha256, h.name AS hashset, m.kind, group_concat(DISTINCT m.algorithm) AS algorithms,"
         " m.category, m.category_label, m.series, m.victim_identified, m.offender_identified,"
         " m.is_distributed, m.media_id, m.size_matches, m.alert,"
-        " min(m.distance) AS distance"  # 0 for exact matches
+        " min(m.distance) AS distance,"  # 0 for exact matches
+        " coalesce(c.copies, 0) AS snapshot_copies"
         " FROM matches m JOIN files f ON f.file_id = m.file_id"
         " JOIN hashsets h ON h.hashset_id = m.hashset_id"
+        " LEFT JOIN (SELECT same_content_as AS original, count(*) AS copies FROM files"
+        " WHERE same_content_as IS NOT NULL GROUP BY same_content_as) c"
+        " ON c.original = f.file_id"
         f" WHERE {' AND '.join(where)} GROUP BY m.file_id, m.hashset_id, m.entry"
         " ORDER BY f.evidence_id, f.file_id, h.name, m.entry"
     )

@@ -119,7 +119,8 @@ class ReportData:
 
     @cached_property
     def hits(self) -> list[dict[str, Any]]:
-        """Flagged files (known-bad, alerting), one row per file, set and entry."""
+        """Flagged files (known-bad, alerting), one row per file, set and entry; shadow-copy
+        files with the content of one listed are folded into it (``snapshot_copies``)."""
         return [dict(r) for r in list_hits(self.case)]
 
     @cached_property
@@ -131,7 +132,9 @@ class ReportData:
             " count(DISTINCT CASE WHEN m.victim_identified = 1 THEN m.file_id END)"
             " AS victim_identified_files"
             " FROM matches m JOIN hashsets h ON h.hashset_id = m.hashset_id"
-            " WHERE m.alert = 1 GROUP BY h.name, m.category, m.category_label"
+            " JOIN files f ON f.file_id = m.file_id"
+            " WHERE m.alert = 1 AND f.same_content_as IS NULL"  # snapshot copies count once
+            " GROUP BY h.name, m.category, m.category_label"
             " ORDER BY h.name, m.category"
         )
 

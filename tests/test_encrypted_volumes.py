@@ -251,3 +251,32 @@ def test_snapshot_copies_are_marked(tmp_path: Path) -> None:
         assert mark_snapshot_copies(case, "E") == 3
         marked = dict(case.conn.execute("SELECT file_id, same_content_as FROM files"))
     assert marked == {1: None, 2: None, 3: 1, 4: None, 5: None, 6: 5, 7: 4}
+
+
+def test_hits_fold_snapshot_copies(tmp_path: Path) -> None:
+    """A flagged file seen unchanged in shadow copies is one hit saying in how many more
+    snapshots it was seen; a changed or deleted-then-surviving copy stays a hit of its own."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from examkit.case import Case
+    from examkit.cli.app import app
+
+    test_snapshot_copies_are_marked(tmp_path)  # the case of the rule above, marked
+    path = tmp_path / "case.sqlite"
+    with Case.open(path) as case, case.transaction() as conn:
+        conn.execute("INSERT INTO hashsets (hashset_id, name, kind, format, source_name,"
+                     " source_sha256, entries, algorithms, imported_utc, first_used_utc)"
+                     " VALUES (1, 'bad', 'known_bad', 'md5sum', 's', 'x', 3, '{}', 'x', 'x')")  # fmt: skip
+        for fid in range(1, 8):  # every file is known-bad
+            conn.execute("INSERT INTO matches (file_id, hashset_id, kind, algorithm, digest,"
+                         " entry, alert, matched_utc) VALUES (?, 1, 'known_bad', 'sha256', ?,"
+                         " 0, 1, 'x')", (fid, f"{fid:064x}"))  # fmt: skip
+    runner = CliRunner()
+    folded = json.loads(runner.invoke(app, ["hits", str(path), "--json"]).stdout)
+    assert {r["file_id"]: r["snapshot_copies"] for r in folded} == {1: 1, 2: 0, 4: 1, 5: 1}
+    every = json.loads(runner.invoke(app, ["hits", str(path), "--json", "--all-copies"]).stdout)
+    assert sorted(r["file_id"] for r in every) == list(range(1, 8))
+    table = runner.invoke(app, ["hits", str(path)], env={"COLUMNS": "250"}).stdout
+    assert "1 snapshot " in table and "4 known-bad hits" in table

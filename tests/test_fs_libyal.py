@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -80,7 +83,11 @@ def test_apfs_every_fls_entry_and_icat_hash(
     # only what fls lists, plus the volume's directory row and the resource fork
     listed = {"/apfs_test" + e.path for e in fls}
     extra = {r["path"] for r in rows if r["path"] not in listed and "!/" not in r["path"]}
-    assert extra == {"/apfs_test", "/apfs_test/a_directory/a_resourcefork:RSRC"}
+    assert extra == {
+        "/apfs_test", "/apfs_test/a_directory/a_resourcefork:RSRC",
+        "/apfs_test:purgeable-drecs-fixed", "/apfs_test/a_link:com.apple.fs.symlink",
+        "/apfs_test/a_directory/a_file:myxattr",
+    }  # fmt: skip
 
 
 def test_apfs_rows_follow_tsk_conventions(apfs_scan: tuple[Path, list[Any]]) -> None:
@@ -98,6 +105,38 @@ def test_apfs_rows_follow_tsk_conventions(apfs_scan: tuple[Path, list[Any]]) -> 
     assert seqs == list(range(len(seqs)))
 
 
+def _tsk_attributes(cmd: list[str], inode: int) -> list[tuple[int, int, str]]:
+    """``(type, id, name)`` of each RSRC/ExATTR attribute ``istat`` lists for an inode."""
+    out = subprocess.run([*cmd, str(inode)], capture_output=True, check=True).stdout.decode()
+    found = re.findall(r"Type: (?:RSRC|ExATTR) \((\d+)-(\d+)\)\s+Name: (\S+)", out)
+    return [(int(t), int(i), n) for t, i, n in found]
+
+
+@pytest.mark.skipif(shutil.which("istat") is None, reason="The Sleuth Kit not installed")
+@pytest.mark.parametrize(("image", "pool", "top"), [
+    (APFS, ["-P", "apfs", "-B", "107"], "/apfs_test"), ("dfvfs-hfsplus.raw", [], ""),
+])  # fmt: skip
+def test_extended_attributes_are_streams_equal_to_icat(
+    corpus: Path, tmp_path: Path, image: str, pool: list[str], top: str
+) -> None:
+    """Every resource fork and extended attribute TSK's istat lists (APFS through its pool
+    layer, HFS+ directly) is a stream row, its content equal to what icat extracts."""
+    rows = _scan(tmp_path / "case.sqlite", corpus / image)
+    streams = {(r["inode"], r["stream"]): r for r in rows if r["stream"] and "!/" not in r["path"]}
+    expected = {}
+    for inode in sorted({r["inode"] for r in rows if r["inode"] and "!/" not in r["path"]}):
+        for atype, aid, name in _tsk_attributes(["istat", *pool, str(corpus / image)], inode):
+            data = subprocess.run(["icat", *pool, str(corpus / image), f"{inode}-{atype}-{aid}"],
+                                  capture_output=True, check=True).stdout  # fmt: skip
+            stream = "rsrc" if atype == 4353 else name
+            expected[(inode, stream)] = (atype, len(data), digests(data))
+    assert len(expected) == (4 if pool else 2)
+    assert {k: (r["attr_type"], r["size"], (r["md5"], r["sha1"], r["sha256"]))
+            for k, r in streams.items()} == expected  # fmt: skip
+    myxattr = next(r for k, r in streams.items() if k[1] == "myxattr")
+    assert myxattr["path"] == f"{top}/a_directory/a_file:myxattr"
+
+
 def test_apfs_hashes_match_tsk_read_hfsplus(
     corpus: Path, apfs_scan: tuple[Path, list[Any]], tmp_path: Path
 ) -> None:
@@ -105,7 +144,7 @@ def test_apfs_hashes_match_tsk_read_hfsplus(
     _, rows = apfs_scan
     apfs_rows = _by_path(rows)
     hfs_rows = _by_path(_scan(tmp_path / "hfs.sqlite", corpus / "dfvfs-hfsplus.raw"))
-    for name in (*SAME_FILES, "a_directory/a_resourcefork:RSRC"):
+    for name in (*SAME_FILES, "a_directory/a_resourcefork:RSRC", "a_directory/a_file:myxattr"):
         a, h = apfs_rows[f"/apfs_test/{name}"], hfs_rows[f"/{name}"]
         assert (a["size"], a["md5"], a["sha256"]) == (h["size"], h["md5"], h["sha256"]), name
         assert a["stream"] == h["stream"]

@@ -62,6 +62,10 @@ def _yes_no(value: int | None) -> str:
     return "" if value is None else ("yes" if value else "no")
 
 
+def _snapshots(copies: int) -> str:
+    return f"{copies} snapshot{'s' if copies != 1 else ''}" if copies else ""
+
+
 def hits_command(
     case: Path = typer.Argument(..., help="Case database."),
     evidence_id: str = typer.Option(None, "--evidence", help="Only this evidence item."),
@@ -71,14 +75,23 @@ def hits_command(
     all_categories: bool = typer.Option(
         False, "--all-categories", help="Also matches in categories that do not alert."
     ),
+    all_copies: bool = typer.Option(
+        False,
+        "--all-copies",
+        help="Also list shadow-copy files whose path and content were listed already.",
+    ),
     examiner: str = typer.Option(None, "--examiner", "-e", envvar=EXAMINER_ENV),
     as_json: bool = typer.Option(False, "--json", help="JSON array of hits."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV of hits."),
 ) -> None:
-    """List flagged files: where they are, their hashes and what the sets say (names withheld)."""
+    """List flagged files: where they are, their hashes and what the sets say (names withheld).
+
+    A file seen unchanged in shadow copies is listed once, with the number of
+    snapshots it is also in (``--all-copies`` lists each copy).
+    """
     gate = policy(show_names)
     with Case.open(case) as c:
-        rows = list(list_hits(c, evidence_id, all_categories))
+        rows = list(list_hits(c, evidence_id, all_categories, all_copies))
         if show_names and rows:
             record_reveal(c, examiner or os_user(), "hits", [r["file_id"] for r in rows])
     for row in rows:
@@ -91,21 +104,13 @@ def hits_command(
     elif as_csv:
         write_csv(HIT_COLUMNS, rows)
     else:
+        copies = any(r["snapshot_copies"] for r in rows)  # a column only when shadow copies
+        columns = ["evidence", "id", "path", "size", "md5", "match", "set", "category", "series",
+                   "victim id"] + (["also in"] if copies else [])  # fmt: skip
         out.print(
             table(
                 f"{len(rows):,} known-bad hits" + (" (names shown, logged)" if show_names else ""),
-                [
-                    "evidence",
-                    "id",
-                    "path",
-                    "size",
-                    "md5",
-                    "match",
-                    "set",
-                    "category",
-                    "series",
-                    "victim id",
-                ],
+                columns,
                 (
                     (
                         r["evidence_id"],
@@ -119,6 +124,7 @@ def hits_command(
                         r["series"],
                         _yes_no(r["victim_identified"]),
                     )
+                    + ((_snapshots(r["snapshot_copies"]),) if copies else ())
                     for r in rows
                 ),
             )

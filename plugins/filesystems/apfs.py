@@ -10,14 +10,20 @@ a ``dir`` row (``inode`` = its root identifier) so an empty or locked volume is
 still recorded.
 
 Streams: ``inode`` is the APFS file-system object identifier (as ``fls -P apfs``
-prints it), ``attr_id`` the volume's index in the container, ``attr_type`` the
-fork as TSK numbers it for HFS+/APFS (4352 data fork, 4353 resource fork). The
-HFS+ rule of the TSK walker applies: a resource fork (the
-``com.apple.ResourceFork`` extended attribute) is a row of its own with
-``stream`` = ``rsrc`` and path ``…:RSRC`` (the path TSK gives the same fork on
-HFS+, so rows of the two file systems compare equal). A file with no data stream (such as
-``a_resourcefork``) is a row of size 0. Other extended attributes are not
-recorded as streams (as the TSK walker does not on HFS+).
+prints it), ``attr_type`` the attribute type as TSK numbers it for HFS+/APFS
+(4352 data fork, 4353 resource fork, 4354 extended attribute), ``attr_id`` the
+volume's index in the container (for an extended attribute, plus 65,536 times
+its position among the entry's attributes, counted from 1). The HFS+ rules of
+the TSK walker apply:
+
+- a resource fork (the ``com.apple.ResourceFork`` extended attribute) is a row
+  of its own with ``stream`` = ``rsrc`` and path ``…:RSRC`` (the path TSK gives
+  the same fork on HFS+, so rows of the two file systems compare equal);
+- every other extended attribute is a row of its own with ``stream`` = its name
+  and path ``…:NAME``, hashed and matched like any stream (``istat -P apfs``
+  lists them as ``ExATTR``; the same rule holds for HFS+ through TSK).
+
+A file with no data stream (such as ``a_resourcefork``) is a row of size 0.
 
 An encrypted volume that is locked (no key) is recorded as its ``dir`` row
 with status ``error`` and nothing below it; when every volume is locked the
@@ -42,11 +48,12 @@ from examkit.layers import RegionFile
 from examkit.models import ALLOCATED, ERROR, NO_CONTENT, PENDING, FileEntry, FileSystemInfo
 from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
 from examkit_plugins._libyal import libyal_cause
-from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_RSRC, MAX_EXPANSIONS
+from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_EXT_ATTR, HFS_RSRC, MAX_EXPANSIONS
 from examkit_plugins.filesystems.xfs import entry_times, mode_type, read_chunks
 
 NX_MAGIC = b"NXSB"  # container superblock signature, at byte 32 of block 0
 RESOURCE_FORK = "com.apple.ResourceFork"
+XATTR_STEP = 1 << 16  # attr_id of an extended attribute: volume index + STEP * (position + 1)
 
 
 def _volume_dirs(names: list[str]) -> list[str]:
@@ -103,19 +110,13 @@ class ApfsFileSystem(FileSystemHandle):
             return
         root = volume.get_root_directory()
         root_id = int(root.get_identifier())
-        yield FileEntry(
-            seq=seq, path=top, name=self._dirs[index], stream=None, inode=root_id,
-            attr_type=None, attr_id=index, meta_type="dir", size=0, state=ALLOCATED,
-            status=NO_CONTENT, **entry_times(root),
-        )  # fmt: skip
-        seq += 1
+        top_raw = top.encode("utf-8", "surrogateescape")
+        for row in self._rows(root, top_raw[1:], top_raw, root_id, "dir", index, seq, None):
+            yield row
+            seq += 1
         expansions: Counter[int] = Counter({root_id: 1})
         stack: list[tuple[Iterator[Any], bytes, frozenset[int]]] = [
-            (
-                iter(root.sub_file_entries),
-                top.encode("utf-8", "surrogateescape"),
-                frozenset({root_id}),
-            )
+            (iter(root.sub_file_entries), top_raw, frozenset({root_id}))
         ]
         while stack:
             children, parent, ancestors = stack[-1]
@@ -156,36 +157,43 @@ class ApfsFileSystem(FileSystemHandle):
         path, path_bytes = decode_name(path_raw)
         common: dict[str, Any] = {
             "name": name, "name_bytes": name_bytes, "inode": ident, "meta_type": kind,
-            "state": ALLOCATED, "attr_id": index, **entry_times(entry),
+            "state": ALLOCATED, **entry_times(entry),
         }  # fmt: skip
+        try:
+            xattrs = [
+                entry.get_extended_attribute(i) for i in range(entry.number_of_extended_attributes)
+            ]
+        except OSError as exc:
+            xattrs = []
+            cause = f"cannot read extended attributes: {libyal_cause(exc)}"
+            note = f"{note}; {cause}" if note else cause
         content = kind == "file"
         yield FileEntry(
-            seq=seq, path=path, path_bytes=path_bytes, stream=None,
+            seq=seq, path=path, path_bytes=path_bytes, stream=None, attr_id=index,
             attr_type=HFS_DATA if content else None, size=int(entry.get_size() or 0),
             status=PENDING if content else NO_CONTENT, error=note, **common,
         )  # fmt: skip
-        try:
-            has_fork = bool(entry.has_extended_attribute_by_name(RESOURCE_FORK))
-            fork = entry.get_extended_attribute_by_name(RESOURCE_FORK) if has_fork else None
-        except OSError as exc:
-            fork, note = None, f"cannot read extended attributes: {libyal_cause(exc)}"
-            has_fork = True
-        if not has_fork:
-            return
-        full = path_raw + b":RSRC"
-        yield FileEntry(
-            seq=seq + 1, path=f"{path}:RSRC", path_bytes=decode_name(full)[1], stream="rsrc",
-            attr_type=HFS_RSRC, size=int(fork.get_size()) if fork is not None else 0,
-            status=PENDING if fork is not None else ERROR, error=note, **common,
-        )  # fmt: skip
+        for position, xattr in enumerate(xattrs, start=1):
+            xname = xattr.get_name() or ""
+            fork = xname == RESOURCE_FORK
+            suffix = "RSRC" if fork else xname
+            full = path_raw + b":" + suffix.encode("utf-8", "surrogateescape")
+            yield FileEntry(
+                seq=seq + position, path=decode_name(full)[0], path_bytes=decode_name(full)[1],
+                stream="rsrc" if fork else xname, attr_type=HFS_RSRC if fork else HFS_EXT_ATTR,
+                attr_id=index if fork else index + XATTR_STEP * position,
+                size=int(xattr.get_size() or 0), status=PENDING, error=None, **common,
+            )  # fmt: skip
 
     def read(
         self, inode: int, attr_type: int | None, attr_id: int | None, size: int
     ) -> Iterator[bytes]:
-        volume = self._volumes[attr_id or 0]
-        entry = volume.get_file_entry_by_identifier(inode)
+        volume_index, position = divmod(attr_id or 0, XATTR_STEP)[::-1]
+        entry = self._volumes[volume_index].get_file_entry_by_identifier(inode)
         if attr_type == HFS_RSRC:
             yield from read_chunks(entry.get_extended_attribute_by_name(RESOURCE_FORK), size)
+        elif attr_type == HFS_EXT_ATTR:
+            yield from read_chunks(entry.get_extended_attribute(position - 1), size)
         else:
             yield from read_chunks(entry, size)
 
@@ -197,7 +205,7 @@ class ApfsFileSystem(FileSystemHandle):
 class ApfsWalker(FileSystemWalker):
     name = "apfs"
     version = f"pyfsapfs {pyfsapfs.get_version()}"
-    description = "APFS containers (libfsapfs): every volume, resource forks as rsrc streams"
+    description = "APFS containers (libfsapfs): every volume; resource forks, extended attributes"
     priority = 40  # after TSK, which is tried first
 
     def open(self, media: MediaStream, offset: int, length: int) -> FileSystemHandle:

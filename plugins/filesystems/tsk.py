@@ -4,7 +4,9 @@ Rows follow what ``fls -r -p`` lists. Every name gives one row for the entry
 itself (``stream`` NULL). On NTFS each named ``$DATA`` attribute is a row of its
 own (``stream`` = its name), and so is each named index other than ``$I30``
 (``attr_type`` 144, as fls lists ``$Extend/$Quota:$Q``). On HFS+ a resource
-fork is a row with ``stream`` = ``rsrc``.
+fork is a row with ``stream`` = ``rsrc`` (path ``…:RSRC``), and each extended
+attribute (``ExATTR`` in ``istat``, ``attr_type`` 4354) a row with ``stream`` =
+its name (path ``…:NAME``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ NTFS_DATA = 128
 NTFS_IDXROOT = 144
 HFS_DATA = 4352
 HFS_RSRC = 4353
+HFS_EXT_ATTR = 4354
 DEFAULT_TYPES = (1, HFS_DATA)  # TSK_FS_ATTR_TYPE_DEFAULT, HFS data fork
 MAX_EXPANSIONS = 4  # a directory reached by more paths than this is corruption
 
@@ -262,7 +265,7 @@ class TskFileSystem(FileSystemHandle):
                     streams.append(attr)
             elif atype in DEFAULT_TYPES and default is None:
                 default = attr
-            elif atype == HFS_RSRC:
+            elif atype in (HFS_RSRC, HFS_EXT_ATTR):
                 streams.append(attr)
         return default, streams
 
