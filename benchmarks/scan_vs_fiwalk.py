@@ -122,7 +122,8 @@ def main() -> int:
         scan = results["examkit scan --no-verify --no-perceptual"]["evidence"][0]
         wall = rows[1][1]
         files = scan["files"]
-        print(f"\nexamkit --no-verify --no-perceptual: {scan['bytes_hashed'] / 1e9:.2f} GB in {files:,} streams;"
+        print(f"\nexamkit --no-verify --no-perceptual: {scan['bytes_hashed'] / 1e9:.2f} GB in"
+              f" {files:,} streams;"
               f" {scan['bytes_hashed'] / wall / 1e6:.0f} MB/s ="
               f" {scan['bytes_hashed'] / wall / limit:.0%} of the hashing limit;"
               f" {wall / files * 1000:.2f} ms per stream (whole run / streams)")  # fmt: skip

@@ -266,9 +266,11 @@ def test_hits_fold_snapshot_copies(tmp_path: Path) -> None:
     test_snapshot_copies_are_marked(tmp_path)  # the case of the rule above, marked
     path = tmp_path / "case.sqlite"
     with Case.open(path) as case, case.transaction() as conn:
-        conn.execute("INSERT INTO hashsets (hashset_id, name, kind, format, source_name,"
-                     " source_sha256, entries, algorithms, imported_utc, first_used_utc)"
-                     " VALUES (1, 'bad', 'known_bad', 'md5sum', 's', 'x', 3, '{}', 'x', 'x')")  # fmt: skip
+        conn.execute(
+            "INSERT INTO hashsets (hashset_id, name, kind, format, source_name, source_sha256,"
+            " entries, algorithms, imported_utc, first_used_utc)"
+            " VALUES (1, 'bad', 'known_bad', 'md5sum', 's', 'x', 3, '{}', 'x', 'x')"
+        )
         for fid in range(1, 8):  # every file is known-bad
             conn.execute("INSERT INTO matches (file_id, hashset_id, kind, algorithm, digest,"
                          " entry, alert, matched_utc) VALUES (?, 1, 'known_bad', 'sha256', ?,"

@@ -21,10 +21,30 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends a command as cleanly as Ctrl-C
 
 
+def _ignore_late_signals() -> None:
+    """Once a command has returned, what it did is recorded: a Ctrl-C or SIGTERM that
+    arrives while the process shuts down must not turn its exit code into a signal."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except KeyboardInterrupt:  # one arrived in between
+        _ignore_late_signals()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the console script: a process of its own
         signal.signal(signal.SIGTERM, _terminate)
-    args = list(sys.argv[1:] if argv is None else argv)
+        try:
+            return _main(sys.argv[1:])
+        except KeyboardInterrupt:  # in the few steps between a command's end and this
+            error_line("interrupted", "run 'examkit info' to see what was recorded")
+            return 130
+        finally:
+            _ignore_late_signals()
+    return _main(list(argv))
+
+
+def _main(args: list[str]) -> int:
     if args[:2] == ["hashset", "lookup"] and "--debug" not in args:
         from .lookup_output import fast_lookup
 
