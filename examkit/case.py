@@ -241,9 +241,30 @@ def _probe(path: Path) -> int:
     return int(row[0])
 
 
-def _connect(path: Path) -> sqlite_utils.Database:
-    import sqlite_utils
+def _sqlite_utils() -> Any:
+    """sqlite-utils, imported without pandas.
 
+    sqlite-utils imports pandas at import time when it is installed (case-utils
+    brings it) only to map ``pandas.Timestamp`` columns, which examkit never
+    writes; that import cost ~0.25 s in every command and every listing worker.
+    pandas stays importable afterwards for whatever needs it.
+    """
+    import sys
+
+    if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
+        import sqlite_utils
+
+        return sqlite_utils
+    sys.modules["pandas"] = None  # type: ignore[assignment]  # "import pandas" fails
+    try:
+        import sqlite_utils
+    finally:
+        del sys.modules["pandas"]
+    return sqlite_utils
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
+    module = _sqlite_utils()
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode = WAL")
@@ -254,7 +275,8 @@ def _connect(path: Path) -> sqlite_utils.Database:
             f"cannot open {path} as a case database: {exc}",
             "check the path; is it an examkit case file on a writable disk?",
         ) from exc
-    return sqlite_utils.Database(conn)
+    db: sqlite_utils.Database = module.Database(conn)
+    return db
 
 
 def _migrate(conn: sqlite3.Connection, current: int) -> None:

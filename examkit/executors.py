@@ -41,8 +41,8 @@ def local_executor(workers: int, stall_seconds: float = STALL_SECONDS) -> Execut
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload(["examkit.worker"])
-    return IsolatedPool(workers, context, ("examkit.worker",), stall_seconds)
+        context.set_forkserver_preload(["examkit.preload"])
+    return IsolatedPool(workers, context, ("examkit.preload",), stall_seconds)
 
 
 CONNECT_TIMEOUT = 20  # seconds to reach the Dask scheduler

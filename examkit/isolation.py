@@ -138,7 +138,10 @@ class IsolatedPool(Executor):
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the pool; a second call does nothing."""
         with self._lock:
+            if self._closing:
+                return
             self._closing = True
             if cancel_futures:
                 while self._queue:
@@ -154,6 +157,13 @@ class IsolatedPool(Executor):
     # -- the dispatcher thread ---------------------------------------------------------
     def _run(self) -> None:
         try:
+            # Every worker is started at once: its start-up (an interpreter importing the
+            # evidence libraries) overlaps the caller's own set-up instead of delaying the
+            # first job.
+            while len(self._pool) < self.workers and not self._closing:
+                worker = _Worker(self.context, self.preload)
+                with self._lock:
+                    self._pool.append(worker)
             while True:
                 self._dispatch()
                 with self._lock:

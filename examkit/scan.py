@@ -103,6 +103,34 @@ def scan(
     options = options or ScanOptions()
     reg = registry()
     started = time.monotonic()
+    # The executor first: local workers start (an interpreter importing the evidence
+    # libraries) while this process opens the case and plans the run.
+    executor: Executor = (
+        ClusterExecutor(options.cluster)
+        if options.cluster
+        else local_executor(options.workers, options.stall_seconds)
+    )
+    try:
+        return _scan(case_path, images, examiner, evidence_id, expected, description, options,
+                     progress, argv, reg, started, executor)  # fmt: skip
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)  # a no-op once shut down
+
+
+def _scan(
+    case_path: Path,
+    images: Sequence[Path],
+    examiner: str | None,
+    evidence_id: str | None,
+    expected: dict[str, str] | None,
+    description: str | None,
+    options: ScanOptions,
+    progress: Progress | None,
+    argv: Sequence[str] | None,
+    reg: Registry,
+    started: float,
+    executor: Executor,
+) -> ScanSummary:
     with case_lock(case_path, "scan"), Case.open_or_create(case_path, examiner) as case:
         case.mark_stale_runs()
         check_unchanged(case)
@@ -117,11 +145,6 @@ def scan(
         in_main = _in_main_thread()
         if in_main:
             signal.signal(signal.SIGTERM, _raise_interrupt)
-        executor: Executor = (
-            ClusterExecutor(options.cluster)
-            if options.cluster
-            else local_executor(options.workers, options.stall_seconds)
-        )
         failures: list[str] = []
         try:
             for item in todo:
@@ -278,16 +301,22 @@ def _set_expected(
         )
 
 
-def _pending_tasks(case: Case, evidence_id: str) -> Iterator[StreamTask]:
+_TASK_COLUMNS = (
+    "SELECT f.file_id, fs.walker, fs.offset, f.inode, f.attr_type, f.attr_id, f.size,"
+    " coalesce(f.stream, f.name), v.chain FROM files f JOIN filesystems fs"
+    " ON fs.filesystem_id = f.filesystem_id JOIN volumes v ON v.volume_id = fs.volume_id"
+    " WHERE f.evidence_id = ? AND f.status = 'pending'"
+)
+
+
+def _pending_tasks(case: Case, evidence_id: str, below: int) -> Iterator[StreamTask]:
+    """Pending streams smaller than ``below`` bytes, in file order (read a page at a time)."""
     last = 0
     while True:
         rows = case.conn.execute(
-            "SELECT f.file_id, fs.walker, fs.offset, f.inode, f.attr_type, f.attr_id, f.size,"
-            " coalesce(f.stream, f.name), v.chain FROM files f JOIN filesystems fs"
-            " ON fs.filesystem_id = f.filesystem_id JOIN volumes v ON v.volume_id = fs.volume_id"
-            " WHERE f.evidence_id = ? AND"
-            " f.status = 'pending' AND f.file_id > ? ORDER BY f.file_id LIMIT ?",
-            (evidence_id, last, PAGE),
+            _TASK_COLUMNS
+            + " AND coalesce(f.size, 0) < ? AND f.file_id > ? ORDER BY f.file_id LIMIT ?",
+            (evidence_id, below, last, PAGE),
         ).fetchall()
         if not rows:
             return
@@ -297,10 +326,20 @@ def _pending_tasks(case: Case, evidence_id: str) -> Iterator[StreamTask]:
 
 
 def _units(case: Case, item: EvidenceSet, options: ScanOptions) -> Iterator[WorkUnit]:
+    """Work units: first each stream of ``unit_bytes`` or more on its own, largest first (a
+    big file hashed last would leave the other workers idle while it ends: its digests
+    cannot be split), then the others in file order, cut by bytes and by count."""
     paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
+    large = case.conn.execute(
+        _TASK_COLUMNS + " AND f.size >= ? ORDER BY f.size DESC, f.file_id",
+        (item.evidence_id, options.unit_bytes),
+    ).fetchall()
+    for row in large:
+        yield WorkUnit(item.container.name, paths, (StreamTask(*row),), options.perceptual,
+                       options.archive_depth, options.unlocks)  # fmt: skip
     tasks: list[StreamTask] = []
     size = 0
-    for task in _pending_tasks(case, item.evidence_id):
+    for task in _pending_tasks(case, item.evidence_id, options.unit_bytes):
         tasks.append(task)
         size += task.size
         if size >= options.unit_bytes or len(tasks) >= options.unit_files:

@@ -1,0 +1,15 @@
+"""What every worker process needs, loaded once by the pool's fork server.
+
+Imported by the fork server before it forks workers (``examkit.executors``), so
+each worker starts with the evidence libraries imported, the plugin registry
+built and libmagic's database loaded, instead of doing it again itself.
+"""
+
+from __future__ import annotations
+
+from . import worker  # noqa: F401  (the jobs workers run)
+from .filetype import detect_mime
+from .plugins import registry
+
+registry()
+detect_mime(b"examkit")  # loads libmagic's compiled database
