@@ -190,6 +190,11 @@ class RegionFile:
         self._pos += len(data)
         return data
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` of the region, leaving the file position alone."""
+        size = max(0, min(size, self._length - offset))
+        return self._media.read(self._offset + offset, size) if size and offset >= 0 else b""
+
     def seek(self, offset: int, whence: int = 0) -> int:
         if whence == 1:
             offset += self._pos

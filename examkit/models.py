@@ -65,6 +65,7 @@ class FileSystemInfo:
     block_size: int = 0
     block_count: int = 0
     label: str | None = None
+    details: Mapping[str, Any] | None = None  # stored as JSON in ``filesystems.details``
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import custody
-from .case import Case
+from .case import Case, dumps
 from .evidence import MediaStream
 from .isolation import heartbeat
 from .layers import (
@@ -230,9 +230,11 @@ class _Listing:
         with self.case.transaction() as conn:
             fs_id = conn.execute(
                 "INSERT INTO filesystems (evidence_id, volume_id, walker, fs_type, offset,"
-                " block_size, block_count, label, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok')",
+                " block_size, block_count, label, details, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok')",
                 (self.evidence_id, volume_id, info.walker, info.fs_type, info.offset,
-                 info.block_size, info.block_count, info.label),
+                 info.block_size, info.block_count, info.label,
+                 dumps(info.details) if info.details else None),
             ).lastrowid  # fmt: skip
         assert fs_id is not None
         count, error = _insert_entries(

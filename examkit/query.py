@@ -81,12 +81,14 @@ def overview(case: Case) -> dict[str, Any]:
         row["filesystems"] = list(
             db.query(
                 "SELECT f.filesystem_id, f.volume_id, v.idx AS volume, f.walker, f.fs_type,"
-                " f.offset, f.status, f.error, f.entries FROM filesystems f"
+                " f.offset, f.status, f.error, f.entries, f.details FROM filesystems f"
                 " JOIN volumes v ON v.volume_id = f.volume_id"
                 " WHERE f.evidence_id = ? ORDER BY f.filesystem_id",
                 [eid],
             )
         )
+        for fs in row["filesystems"]:
+            fs["details"] = json.loads(fs["details"]) if fs["details"] else None
         row["by_state"] = grouped_counts(case, "state", eid)
         row["by_status"] = grouped_counts(case, "status", eid)
         row["by_mime"] = grouped_counts(case, "mime", eid, limit=12)

@@ -3,7 +3,7 @@ names and meanings are a contract (docs/case-database.md)."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -253,5 +253,9 @@ ALTER TABLE volumes ADD COLUMN chain TEXT;             -- JSON layer steps from 
                                                        -- volume's stream; NULL: the media itself
 ALTER TABLE files ADD COLUMN same_content_as INTEGER;  -- a snapshot's file whose path and content
                                                        -- are those of this earlier file
+""",
+    7: """
+ALTER TABLE filesystems ADD COLUMN details TEXT;       -- JSON: what the walker found beyond the
+                                                       -- columns (APFS: volumes and snapshots)
 """,
 }

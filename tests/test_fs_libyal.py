@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from examkit.evidence import open_media
+from examkit.layers import RegionFile
 from examkit.models import Volume
 from examkit.plugins import registry
 from examkit.scan import ScanOptions, scan
@@ -54,6 +56,10 @@ def test_apfs_filesystem_row(apfs_scan: tuple[Path, list[Any]]) -> None:
     case, _ = apfs_scan
     rows = query(case, "SELECT walker, fs_type, status, error, label, block_size FROM filesystems")
     assert rows == [("apfs", "apfs", "ok", None, "apfs_test", 4096)]
+    ((details,),) = query(case, "SELECT details FROM filesystems")
+    (volume,) = json.loads(details)["volumes"]  # block and xid as TSK's fsstat -P apfs says
+    assert (volume["name"], volume["superblock_block"], volume["xid"]) == ("apfs_test", 107, 4)
+    assert (volume["snapshot_count"], volume["snapshots"]) == (0, [])
 
 
 def test_apfs_every_fls_entry_and_icat_hash(
@@ -188,7 +194,8 @@ def test_apfs_locked_volumes(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> N
     """A locked volume is an error row; a container of locked volumes an error file system."""
     media = open_media(registry().get("containers", "raw"), [corpus / APFS])
     head = media.read(0, 4096)
-    fs = apfs_plugin.ApfsFileSystem(_LockedContainer(), None, 0, head)  # type: ignore[arg-type]
+    region = RegionFile(media, 0, media.size)
+    fs = apfs_plugin.ApfsFileSystem(_LockedContainer(), region, 0, head)
     (row,) = list(fs.entries())
     assert (row.path, row.meta_type, row.status) == ("/secret", "dir", "error")
     assert row.error is not None and "locked" in row.error

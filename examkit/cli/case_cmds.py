@@ -132,6 +132,8 @@ def info(
                 ],
             )
         )
+        for line in snapshot_lines(e["filesystems"]):
+            out.print(line, markup=False)
         counts = [("state", k, v) for k, v in e["by_state"].items()]
         counts += [("read status", k, v) for k, v in e["by_status"].items()]
         counts += [("type", k, v) for k, v in e["by_mime"].items()]
@@ -177,6 +179,28 @@ def info(
     )
     log = data["custody_log"]
     out.print(f"custody log: {log['detail']}", markup=False)
+
+
+def snapshot_lines(filesystems: list[dict[str, Any]]) -> list[str]:
+    """What the walkers found of snapshots (APFS): listed in the case, not walked."""
+    lines = []
+    for fs in filesystems:
+        details = fs.get("details") or {}
+        if details.get("snapshots_error"):
+            lines.append(
+                f"file system {fs['filesystem_id']}: {safe_text(details['snapshots_error'])}"
+            )
+        for vol in details.get("volumes", []):
+            snaps = vol.get("snapshots", [])
+            name = safe_text(vol.get("name"))
+            if not snaps:
+                lines.append(f"file system {fs['filesystem_id']}, APFS volume {name}: no snapshots")
+                continue
+            listed = "; ".join(f"{safe_text(s['name'])} (xid {s['xid']}, {s['created']})"
+                               for s in snaps)  # fmt: skip
+            lines.append(f"file system {fs['filesystem_id']}, APFS volume {name}: {len(snaps)}"
+                         f" snapshot(s), listed, not walked: {listed}")  # fmt: skip
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ import contextlib
 import struct
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import pyfsapfs
@@ -48,6 +49,7 @@ from examkit.layers import RegionFile
 from examkit.models import ALLOCATED, ERROR, NO_CONTENT, PENDING, FileEntry, FileSystemInfo
 from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
 from examkit_plugins._libyal import libyal_cause
+from examkit_plugins.filesystems.apfs_meta import ApfsMeta, ApfsMetaError
 from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_EXT_ATTR, HFS_RSRC, MAX_EXPANSIONS
 from examkit_plugins.filesystems.xfs import entry_times, mode_type, read_chunks
 
@@ -71,6 +73,15 @@ def _volume_dirs(names: list[str]) -> list[str]:
     return out
 
 
+def _details(file: RegionFile) -> dict[str, Any]:
+    """Each volume's superblock location, UUID and snapshots (``filesystems.details``)."""
+    try:
+        volumes = ApfsMeta(file.read_at).volumes()
+    except (ApfsMetaError, OSError, struct.error, ValueError) as exc:
+        return {"snapshots_error": f"cannot list the snapshots: {exc}"}
+    return {"volumes": [asdict(v) for v in volumes]}
+
+
 class ApfsFileSystem(FileSystemHandle):
     def __init__(self, container: Any, file: RegionFile, offset: int, head: bytes) -> None:
         self._container = container
@@ -90,6 +101,7 @@ class ApfsFileSystem(FileSystemHandle):
             block_size=block_size,
             block_count=block_count,
             label=",".join(names) or None,
+            details=_details(file),
         )
 
     def entries(self) -> Iterator[FileEntry]:

@@ -1,0 +1,206 @@
+"""APFS container and volume metadata libfsapfs's Python binding does not expose: snapshots.
+
+Read straight from the on-disk structures (Apple File System Reference): the
+newest valid container superblock (checkpoint descriptor area), the container
+object map, each volume superblock (``APSB``) it maps, and the volume's
+snapshot-metadata B-tree. Every object read is checked with its Fletcher-64
+checksum; anything unexpected raises :class:`ApfsMetaError` (the walker then
+records that the snapshots could not be listed, and goes on).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+NX_MAGIC = b"NXSB"
+APSB_MAGIC = b"APSB"
+OBJECT_TYPE_NX_SUPERBLOCK = 0x01
+OBJECT_TYPE_MASK = 0x0000FFFF
+BTNODE_ROOT, BTNODE_LEAF, BTNODE_FIXED_KV_SIZE = 1, 2, 4
+BTREE_INFO_SIZE = 40  # at the end of a root node
+APFS_TYPE_SNAP_METADATA = 1
+OBJ_ID_MASK = (1 << 60) - 1
+MAX_DEPTH = 16  # B-tree levels: real trees have a handful
+MAX_NODES = 100_000  # nodes read per tree, against loops in corrupt metadata
+
+
+class ApfsMetaError(Exception):
+    """The metadata is not what the specification says (corrupt, or not APFS)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    xid: int
+    name: str
+    created: str  # UTC, ISO 8601 with nanoseconds
+    superblock_block: int  # physical block of the snapshot's volume superblock
+
+
+@dataclass(frozen=True)
+class VolumeMeta:
+    index: int
+    name: str
+    uuid: str
+    superblock_block: int
+    xid: int
+    snapshot_count: int  # apfs_num_snapshots, as the superblock says
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+
+def fletcher64(block: bytes) -> int:
+    """APFS object checksum of a block (over everything after the checksum field)."""
+    words = struct.unpack(f"<{(len(block) - 8) // 4}I", block[8:])
+    mod = 0xFFFFFFFF
+    sum1 = sum2 = 0
+    for word in words:  # small metadata blocks only: a few thousand words each
+        sum1 = (sum1 + word) % mod
+        sum2 = (sum2 + sum1) % mod
+    c1 = mod - ((sum1 + sum2) % mod)
+    c2 = mod - ((sum1 + c1) % mod)
+    return (c2 << 32) | c1
+
+
+def _time(nanoseconds: int) -> str:
+    seconds, nanos = divmod(nanoseconds, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanos:09d}Z"
+
+
+class ApfsMeta:
+    """Reads APFS metadata through ``read(offset, size)`` on the container's region."""
+
+    def __init__(self, read: Callable[[int, int], bytes]) -> None:
+        self._read = read
+        head = read(0, 4096)
+        if len(head) < 4096 or head[32:36] != NX_MAGIC:
+            raise ApfsMetaError("no container superblock")
+        self.block_size = struct.unpack_from("<I", head, 36)[0]
+        if self.block_size < 4096 or self.block_size > 65536 or self.block_size & 4095:
+            raise ApfsMetaError(f"unusable block size {self.block_size}")
+        self.superblock = self._newest_superblock(self.block(0))
+
+    def block(self, number: int, check: bool = True) -> bytes:
+        data = self._read(number * self.block_size, self.block_size)
+        if len(data) != self.block_size:
+            raise ApfsMetaError(f"block {number} is beyond the end of the container")
+        if check and struct.unpack_from("<Q", data, 0)[0] != fletcher64(data):
+            raise ApfsMetaError(f"block {number}: checksum mismatch")
+        return data
+
+    def _newest_superblock(self, block0: bytes) -> bytes:
+        """The valid container superblock with the highest transaction id (block 0 is only
+        a copy; the checkpoint descriptor area holds the newest)."""
+        best = block0 if struct.unpack_from("<Q", block0, 0)[0] == fletcher64(block0) else None
+        (blocks,) = struct.unpack_from("<I", block0, 104)  # nx_xp_desc_blocks
+        (base,) = struct.unpack_from("<Q", block0, 112)  # nx_xp_desc_base
+        if not blocks & (1 << 31) and blocks < 4096:  # a contiguous descriptor area
+            for number in range(base, base + blocks):
+                try:
+                    data = self.block(number)
+                except ApfsMetaError:
+                    continue
+                kind = struct.unpack_from("<I", data, 24)[0] & OBJECT_TYPE_MASK
+                superblock = kind == OBJECT_TYPE_NX_SUPERBLOCK and data[32:36] == NX_MAGIC
+                if superblock and (best is None or _xid(data) > _xid(best)):
+                    best = data
+        if best is None:
+            raise ApfsMetaError("no valid container superblock")
+        return best
+
+    # -- B-trees ------------------------------------------------------------------------
+    def records(self, root: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of the physical B-tree rooted at block ``root``, in order."""
+        info = self.block(root)[-BTREE_INFO_SIZE:]  # btree_info_t ends the root node
+        key_size, value_size = struct.unpack_from("<II", info, 8)  # for fixed-size entries
+        stack = [(root, 0)]
+        seen = 0
+        while stack:
+            number, depth = stack.pop()
+            seen += 1
+            if depth > MAX_DEPTH or seen > MAX_NODES:
+                raise ApfsMetaError("B-tree too deep or looping")
+            node = self.block(number)
+            flags, level, nkeys = struct.unpack_from("<HHI", node, 32)
+            toc_off, toc_len = struct.unpack_from("<HH", node, 40)
+            toc = 56 + toc_off
+            keys = toc + toc_len
+            values_end = len(node) - (BTREE_INFO_SIZE if flags & BTNODE_ROOT else 0)
+            fixed = bool(flags & BTNODE_FIXED_KV_SIZE)
+            children = []
+            for i in range(nkeys):
+                if fixed:
+                    k_off, v_off = struct.unpack_from("<HH", node, toc + 4 * i)
+                    k_len, v_len = key_size, (value_size if flags & BTNODE_LEAF else 8)
+                else:
+                    k_off, k_len, v_off, v_len = struct.unpack_from("<HHHH", node, toc + 8 * i)
+                key = node[keys + k_off : keys + k_off + k_len]
+                value = node[values_end - v_off : values_end - v_off + v_len]
+                if len(key) != k_len or len(value) != v_len:
+                    raise ApfsMetaError(f"B-tree node {number}: entry {i} out of bounds")
+                if flags & BTNODE_LEAF:
+                    if level != 0:
+                        raise ApfsMetaError(f"B-tree node {number}: leaf at level {level}")
+                    yield key, value
+                else:
+                    children.append(struct.unpack_from("<Q", value)[0])
+            stack.extend((child, depth + 1) for child in reversed(children))
+
+    def omap_lookup(self, omap_block: int, oid: int, xid: int) -> int:
+        """Physical block of virtual object ``oid`` as of transaction ``xid``."""
+        omap = self.block(omap_block)
+        tree = struct.unpack_from("<Q", omap, 48)[0]
+        found, found_xid = None, -1
+        for key, value in self.records(tree):
+            k_oid, k_xid = struct.unpack_from("<QQ", key)
+            if k_oid == oid and found_xid < k_xid <= xid:
+                found, found_xid = struct.unpack_from("<Q", value, 8)[0], k_xid
+        if found is None:
+            raise ApfsMetaError(f"object {oid} is not in the object map")
+        return int(found)
+
+    # -- volumes ------------------------------------------------------------------------
+    def volumes(self) -> list[VolumeMeta]:
+        """Every volume the newest container superblock lists, with its snapshots."""
+        sb = self.superblock
+        xid = _xid(sb)
+        omap = struct.unpack_from("<Q", sb, 160)[0]
+        max_fs = min(struct.unpack_from("<I", sb, 180)[0], 100)
+        out = []
+        for index in range(max_fs):
+            oid = struct.unpack_from("<Q", sb, 184 + 8 * index)[0]
+            if oid == 0:
+                continue
+            number = self.omap_lookup(omap, oid, xid)
+            apsb = self.block(number)
+            if apsb[32:36] != APSB_MAGIC:
+                raise ApfsMetaError(f"volume {index}: block {number} is not a volume superblock")
+            snap_tree = struct.unpack_from("<Q", apsb, 152)[0]
+            name = apsb[704:960].split(b"\0", 1)[0].decode("utf-8", "replace")
+            out.append(VolumeMeta(
+                index=len(out), name=name, uuid=str(UUID(bytes=apsb[240:256])),
+                superblock_block=number, xid=_xid(apsb),
+                snapshot_count=struct.unpack_from("<Q", apsb, 216)[0],
+                snapshots=list(self._snapshots(snap_tree)) if snap_tree else [],
+            ))  # fmt: skip
+        return out
+
+    def _snapshots(self, tree: int) -> Iterator[Snapshot]:
+        for key, value in self.records(tree):
+            (obj_id_and_type,) = struct.unpack_from("<Q", key)
+            if obj_id_and_type >> 60 != APFS_TYPE_SNAP_METADATA:
+                continue  # name records (type 11) repeat what the metadata records say
+            if len(value) < 50:
+                raise ApfsMetaError("snapshot metadata record too short")
+            _ext, sblock, created, _changed, _inum, _type, _flags, name_len = struct.unpack_from(
+                "<QQQQQIIH", value
+            )
+            name = value[50 : 50 + name_len].split(b"\0", 1)[0].decode("utf-8", "replace")
+            yield Snapshot(obj_id_and_type & OBJ_ID_MASK, name, _time(created), sblock)
+
+
+def _xid(block: bytes) -> int:
+    return int(struct.unpack_from("<Q", block, 16)[0])
