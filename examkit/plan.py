@@ -216,7 +216,7 @@ class _Listing:
 
     def walk(self, stream: MediaStream, volume: Volume, volume_id: int) -> None:
         walkers = walkers_for(self.reg.filesystems, volume, self.options.fs_backends)
-        attempt = open_filesystem(stream, volume, walkers)
+        attempt = open_filesystem(stream, volume, walkers, self.options.unlocks)
         if attempt.handle is None:
             with self.case.transaction() as conn:
                 conn.execute(
@@ -236,6 +236,16 @@ class _Listing:
                  info.block_size, info.block_count, info.label,
                  dumps(info.details) if info.details else None),
             ).lastrowid  # fmt: skip
+            for part in handle.encrypted:  # as for an encrypted volume layer
+                details = {"evidence_id": self.evidence_id, "volume": volume.index,
+                           "filesystem_id": fs_id, "type": part.type,
+                           "identifiers": dict(part.identifiers)}  # fmt: skip
+                if part.unlocked_with:
+                    custody.append(conn, "volume_unlocked", self.options.actor,
+                                   {**details, "secret_kind": part.unlocked_with})  # fmt: skip
+                else:
+                    custody.append(conn, "volume_locked", self.options.actor,
+                                   {**details, "reason": part.error})  # fmt: skip
         assert fs_id is not None
         count, error = _insert_entries(
             self.case, self.evidence_id, volume_id, fs_id, handle.entries(), self.progress

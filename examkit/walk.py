@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .evidence import MediaStream
 from .models import FileEntry, FileSystemInfo, Volume
+
+if TYPE_CHECKING:
+    from .layers import Unlock
 
 
 class NotRecognised(Exception):
@@ -27,10 +31,21 @@ class VolumeSystem(ABC):
         """Every region of the media, or raise ``NotRecognised``."""
 
 
+@dataclass(frozen=True)
+class EncryptedPart:
+    """An encrypted part inside a file system (an APFS volume), unlocked or not."""
+
+    type: str  # "APFS volume"
+    identifiers: Mapping[str, str]
+    unlocked_with: str | None  # the kind of secret that opened it; None: still locked
+    error: str | None = None
+
+
 class FileSystemHandle(ABC):
     """An opened file system: list its entries, read its streams."""
 
     info: FileSystemInfo
+    encrypted: tuple[EncryptedPart, ...] = ()  # recorded in the custody log by the listing
 
     @abstractmethod
     def entries(self) -> Iterator[FileEntry]:
@@ -58,6 +73,13 @@ class FileSystemWalker(ABC):
     def open(self, media: MediaStream, offset: int, length: int) -> FileSystemHandle:
         """Open the file system at ``offset``, or raise ``NotRecognised`` / an error."""
 
+    def open_with(
+        self, media: MediaStream, offset: int, length: int, unlocks: Sequence[Unlock]
+    ) -> FileSystemHandle:
+        """Open it with the examiner's ``--unlock`` secrets, for file systems that encrypt
+        parts of themselves (APFS volumes); other walkers have no use for them."""
+        return self.open(media, offset, length)
+
 
 @dataclass(frozen=True)
 class FileSystemAttempt:
@@ -81,13 +103,16 @@ def find_volumes(media: MediaStream, systems: Sequence[VolumeSystem]) -> list[Vo
 
 
 def open_filesystem(
-    media: MediaStream, volume: Volume, walkers: Sequence[FileSystemWalker]
+    media: MediaStream,
+    volume: Volume,
+    walkers: Sequence[FileSystemWalker],
+    unlocks: Sequence[Unlock] = (),
 ) -> FileSystemAttempt:
     """Try each walker on a volume; the first that opens it wins."""
     reasons: list[str] = []
     for walker in walkers:
         try:
-            handle = walker.open(media, volume.start, volume.length)
+            handle = walker.open_with(media, volume.start, volume.length, unlocks)
         except NotRecognised as exc:
             reasons.append(f"{walker.name}: {exc}")
             continue

@@ -66,7 +66,8 @@ def _filesystem(
                 state["streams"][chain] = opened
             stream = state["streams"][chain][-1]
         plugin = registry().get("filesystems", walker)
-        cache[(chain, walker, offset)] = plugin.open(stream, offset, stream.size - offset)
+        cache[(chain, walker, offset)] = plugin.open_with(stream, offset, stream.size - offset,
+                                                          unlocks)  # fmt: skip
     return cache[(chain, walker, offset)]
 
 

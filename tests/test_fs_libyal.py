@@ -11,10 +11,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pyfsapfs
 import pytest
 
 from examkit.evidence import open_media
-from examkit.layers import RegionFile
+from examkit.layers import RegionFile, parse_unlock
 from examkit.models import Volume
 from examkit.plugins import registry
 from examkit.scan import ScanOptions, scan
@@ -175,6 +176,61 @@ class _Locked:
     def get_name(self) -> str:
         return "secret"
 
+    def get_identifier(self) -> str:
+        return "0a1b2c3d-0000-4000-8000-00000000abcd"
+
+
+PASSWORD = "correct horse battery"
+
+
+class _Encrypted:
+    """An encrypted APFS volume (no tool here makes one): locked until it is given
+    ``PASSWORD``, then the corpus image's real volume, read by libfsapfs."""
+
+    def __init__(self, real: Any) -> None:
+        self._real, self._password, self._locked = real, None, True
+
+    def __getattr__(self, name: str) -> Any:  # everything else: the real volume
+        return getattr(self._real, name)
+
+    def is_locked(self) -> bool:
+        return self._locked
+
+    def get_identifier(self) -> str:
+        return "0a1b2c3d-0000-4000-8000-00000000abcd"
+
+    def set_password(self, password: str) -> None:
+        self._password = password
+
+    def set_recovery_password(self, key: str) -> None:
+        self._password = None
+
+    def unlock(self) -> bool:
+        self._locked = self._password != PASSWORD
+        return not self._locked
+
+
+def _encrypted_container() -> Any:
+    class Container:
+        def __init__(self) -> None:
+            self._real = pyfsapfs.container()
+            self._volume: Any = None
+
+        def open_file_object(self, file: Any) -> None:
+            self._real.open_file_object(file)
+            self._volume = _Encrypted(self._real.get_volume(0))
+
+        def get_number_of_volumes(self) -> int:
+            return 1
+
+        def get_volume(self, index: int) -> Any:
+            return self._volume
+
+        def close(self) -> None:
+            self._real.close()
+
+    return Container
+
 
 class _LockedContainer:
     def open_file_object(self, file: Any) -> None:
@@ -251,3 +307,35 @@ def test_xfs_scan(corpus: Path, tmp_path: Path) -> None:
 def test_walkers_registered_after_tsk() -> None:
     names = [w.name for w in registry().filesystems]
     assert names.index("tsk") < names.index("apfs") and names.index("tsk") < names.index("xfs")
+
+
+@pytest.mark.parametrize("given", [None, "wrong password", PASSWORD])
+def test_apfs_volume_unlocked_with_a_password(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None
+) -> None:
+    """--unlock reaches an encrypted APFS volume (FileVault on APFS): no key or a wrong one
+    leaves it locked, the right password lists and hashes every file; the custody log says
+    which kind of secret was used and the password is nowhere in the case file."""
+    monkeypatch.setattr(apfs_plugin, "pyfsapfs",
+                        SimpleNamespace(container=_encrypted_container(),
+                                        get_version=pyfsapfs.get_version))  # fmt: skip
+    case = tmp_path / "case.sqlite"
+    unlocks = () if given is None else (parse_unlock(f"*=password:{given}"),)
+    summary = scan(case, [corpus / APFS], examiner="pytest", argv=["pytest"],
+                   options=ScanOptions(workers=0, verify_media=False, confirm_media=False,
+                                       unlocks=unlocks))  # fmt: skip
+    assert summary.status == "complete"
+    rows = _by_path(file_rows(case))
+    entries = [a for (a,) in query(case, "SELECT details FROM custody_log WHERE action IN"
+                                         " ('volume_locked', 'volume_unlocked')")]  # fmt: skip
+    if given == PASSWORD:
+        assert rows["/apfs_test/passwords.txt"]["md5"].startswith("39cb0970")
+        (entry,) = [json.loads(e) for e in entries]
+        assert entry["secret_kind"] == "password"
+        assert entry["identifiers"]["uuid"] == "0a1b2c3d-0000-4000-8000-00000000abcd"
+    else:
+        (errors,) = query(case, "SELECT status, error FROM filesystems")
+        assert errors[0] == "error" and "encrypted and locked" in errors[1]
+        assert "/apfs_test/passwords.txt" not in rows
+    for path in tmp_path.glob("case.sqlite*"):
+        assert PASSWORD.encode() not in path.read_bytes()

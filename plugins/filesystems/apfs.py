@@ -25,7 +25,10 @@ the TSK walker apply:
 
 A file with no data stream (such as ``a_resourcefork``) is a row of size 0.
 
-An encrypted volume that is locked (no key) is recorded as its ``dir`` row
+An encrypted volume (FileVault on APFS) is unlocked with ``--unlock UUID|*=password:…``
+or ``recovery-key:…`` (``UUID`` the APFS volume's, as ``examkit info``'s custody
+entries show it); the listing records a ``volume_unlocked`` or ``volume_locked``
+custody entry for it. One still locked is recorded as its ``dir`` row
 with status ``error`` and nothing below it; when every volume is locked the
 file system cannot be opened and examkit records it as an ``error`` file system.
 libfsapfs lists only allocated entries: every row is ``allocated``.
@@ -36,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import struct
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -45,9 +48,9 @@ import pyfsapfs
 from examkit.display import decode_name
 from examkit.evidence import MediaStream
 from examkit.hookspecs import Register, hookimpl
-from examkit.layers import RegionFile
+from examkit.layers import RegionFile, Secret, Unlock, secrets_for
 from examkit.models import ALLOCATED, ERROR, NO_CONTENT, PENDING, FileEntry, FileSystemInfo
-from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
+from examkit.walk import EncryptedPart, FileSystemHandle, FileSystemWalker, NotRecognised
 from examkit_plugins._libyal import libyal_cause
 from examkit_plugins.filesystems.apfs_meta import ApfsMeta, ApfsMetaError
 from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_EXT_ATTR, HFS_RSRC, MAX_EXPANSIONS
@@ -82,16 +85,49 @@ def _details(file: RegionFile) -> dict[str, Any]:
     return {"volumes": [asdict(v) for v in volumes]}
 
 
+def _unlock(volume: Any, secrets: list[Secret]) -> tuple[str | None, str | None]:
+    """Try each secret on a locked volume: ``(kind that opened it, None)`` or
+    ``(None, why it stays locked)``. Secrets are never part of what is returned."""
+    if not secrets:
+        return None, "encrypted APFS volume is locked (no key): not listed"
+    for secret in secrets:
+        if secret.kind not in ("password", "recovery-key"):
+            continue  # APFS volumes take a password or a recovery key, not a key file
+        try:
+            if secret.kind == "password":
+                volume.set_password(secret.text)
+            else:
+                volume.set_recovery_password(secret.text)
+            if volume.unlock() and not volume.is_locked():
+                return secret.kind, None
+        except OSError:
+            continue
+    tried = ", ".join(sorted({s.kind for s in secrets}))
+    return None, f"encrypted APFS volume is locked: the {tried} given did not open it"
+
+
 class ApfsFileSystem(FileSystemHandle):
-    def __init__(self, container: Any, file: RegionFile, offset: int, head: bytes) -> None:
+    def __init__(
+        self, container: Any, file: RegionFile, offset: int, head: bytes,
+        unlocks: Sequence[Unlock] = (),
+    ) -> None:  # fmt: skip
         self._container = container
         self._file = file
         self._volumes: list[Any] = []
+        self._locked_why: dict[int, str] = {}
         names: list[str] = []
+        parts = []
         for index in range(int(container.get_number_of_volumes())):
             volume = container.get_volume(index)
             self._volumes.append(volume)
             names.append(volume.get_name() or "")
+            if volume.is_locked():
+                ids = {"uuid": str(volume.get_identifier() or ""), "name": names[-1]}
+                used, why = _unlock(volume, secrets_for(unlocks, None, ids))
+                if why:
+                    self._locked_why[index] = why
+                parts.append(EncryptedPart("APFS volume", ids, used, why))
+        self.encrypted = tuple(parts)
         self._dirs = _volume_dirs(names)
         block_size, block_count = struct.unpack("<IQ", head[36:48])
         self.info = FileSystemInfo(
@@ -114,10 +150,11 @@ class ApfsFileSystem(FileSystemHandle):
     def _volume_entries(self, index: int, volume: Any, seq: int) -> Iterator[FileEntry]:
         top = "/" + self._dirs[index]
         if volume.is_locked():
+            why = self._locked_why.get(index, "encrypted APFS volume is locked: not listed")
             yield FileEntry(
                 seq=seq, path=top, name=self._dirs[index], stream=None, inode=None,
                 attr_type=None, attr_id=index, meta_type="dir", size=0, state=ALLOCATED,
-                status=ERROR, error="encrypted APFS volume is locked (no key): not listed",
+                status=ERROR, error=why,
             )  # fmt: skip
             return
         root = volume.get_root_directory()
@@ -221,6 +258,11 @@ class ApfsWalker(FileSystemWalker):
     priority = 40  # after TSK, which is tried first
 
     def open(self, media: MediaStream, offset: int, length: int) -> FileSystemHandle:
+        return self.open_with(media, offset, length, ())
+
+    def open_with(
+        self, media: MediaStream, offset: int, length: int, unlocks: Sequence[Unlock]
+    ) -> FileSystemHandle:
         head = media.read(offset, 4096)
         if len(head) < 48 or head[32:36] != NX_MAGIC:
             raise NotRecognised("no APFS container superblock signature")
@@ -232,12 +274,13 @@ class ApfsWalker(FileSystemWalker):
             raise NotRecognised(
                 f"libfsapfs cannot open the container: {libyal_cause(exc)}"
             ) from exc
-        handle = ApfsFileSystem(container, file, offset, head)
+        handle = ApfsFileSystem(container, file, offset, head, unlocks)
         volumes = handle._volumes
         if volumes and all(v.is_locked() for v in volumes):
             handle.close()
+            given = " (the secrets given did not open them)" if unlocks else " (no key)"
             raise OSError(
-                f"APFS container: all {len(volumes)} volume(s) encrypted and locked (no key)"
+                f"APFS container: all {len(volumes)} volume(s) encrypted and locked{given}"
             )
         return handle
 
