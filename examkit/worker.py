@@ -211,8 +211,12 @@ def list_evidence(
     return int(count)
 
 
-def hash_whole_media(container: str, paths: tuple[str, ...]) -> dict[str, str]:
-    """MD5/SHA-1/SHA-256 (and any other hasher) of the whole media stream."""
+def hash_whole_media(
+    container: str, paths: tuple[str, ...], only: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """MD5/SHA-1/SHA-256 (and any other hasher) of the whole media stream; with ``only``,
+    just those digests."""
     plugin = registry().get("containers", container)
+    hashers = [h for h in registry().hashers if not only or h.name in only]
     with open_media(plugin, [Path(p) for p in paths]) as media:
-        return hash_media(media, registry().hashers)
+        return hash_media(media, hashers)

@@ -213,6 +213,33 @@ def test_evidence_changed_during_a_run_is_caught_when_it_ends(
     assert stages == [("start", "not_verifiable"), ("end", "mismatch")]
 
 
+def test_the_end_of_a_run_confirms_the_media_by_sha256(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    """The start records all three media digests; the end pass reads the media again for
+    SHA-256 alone and compares it with the start's. Oracle: coreutils' sha256sum/md5sum."""
+    import subprocess
+
+    from examkit.scan import ScanOptions, scan
+
+    image = fixture_images / "ntfs.raw"
+    case = tmp_path / "case.sqlite"
+    scan(case, [image], options=ScanOptions(workers=2, perceptual=False))
+    conn = sqlite3.connect(case)
+    rows = conn.execute("SELECT details FROM custody_log WHERE action = 'evidence_verified'"
+                        " ORDER BY seq").fetchall()  # fmt: skip
+    start, end = (json.loads(d) for (d,) in rows)
+    conn.close()
+    sha256 = subprocess.run(["sha256sum", str(image)], capture_output=True, text=True,
+                            check=True).stdout.split()[0]  # fmt: skip
+    md5 = subprocess.run(["md5sum", str(image)], capture_output=True, text=True,
+                         check=True).stdout.split()[0]  # fmt: skip
+    assert (start["stage"], start["computed"]["sha256"], start["computed"]["md5"]) == (
+        "start", sha256, md5)  # fmt: skip
+    assert (end["stage"], end["result"], end["computed"]) == ("end", "match", {"sha256": sha256})
+    assert end["detail"] == "media unchanged during the run (sha256 as at the start)"
+
+
 def test_sqlite_and_python_write_the_same_canonical_rows(
     fixture_images: Path, tmp_path: Path
 ) -> None:
