@@ -146,8 +146,14 @@ class _Listing:
         volume_id: int,
         chain: tuple[Step, ...] = (),
     ) -> None:
-        """Layers first (each of their streams explored in turn), then a file system."""
+        """Layers first (each of their streams explored in turn), then a file system.
+
+        Snapshot layers are not applied to a snapshot: a shadow copy still holds the
+        snapshot catalog as it was, and opening it again would list older stores twice.
+        """
         layers = _layers_for(self.reg, self.options) if len(chain) < MAX_DEPTH else []
+        if volume.kind == "snapshot":
+            layers = [layer for layer in layers if not layer.additive]
         for layer in layers:
             probe = layer.probe(stream, volume.start, volume.length)
             if probe is None:
