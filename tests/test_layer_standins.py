@@ -1,8 +1,9 @@
-"""BitLocker and Volume Shadow Copies through stand-ins for libbde and libvshadow.
+"""BitLocker, FileVault 2 and Volume Shadow Copies through stand-ins for libbde, libfvde
+and libvshadow.
 
-No tool on Linux writes a BitLocker volume or a shadow copy, and the corpus has
+No tool on Linux writes a BitLocker or Core Storage volume or a shadow copy, and the corpus has
 none (docs/volumes.md), so the libraries' own decryption and store reading are
-untested here. These tests replace ``pybde`` / ``pyvshadow`` inside the plugins
+untested here. These tests replace ``pybde`` / ``pyfvde`` / ``pyvshadow`` in the plugins
 with small objects offering the same calls, over real fixture file systems, and
 check everything examkit does around them: the probe's identifiers, locked and
 unlocked volumes in the case and the custody log, secrets kept out of the case,
@@ -24,7 +25,7 @@ import pytest
 
 from examkit.layers import parse_unlock
 from examkit.scan import ScanOptions
-from examkit_plugins.volumes import bitlocker, shadow_copies
+from examkit_plugins.volumes import bitlocker, filevault, shadow_copies
 from tests.conftest import FIXTURES, do_scan
 
 PLANS = FIXTURES / "plans"
@@ -161,6 +162,45 @@ def test_bitlocker_locked_and_unlocked(
         assert layer["locked"] == 1 and layer["unlocked_with"] is None
         assert [c["action"] for c in custody] == ["volume_locked"]
         assert not any(p in files for p in _present("ext4.json"))
+    for path in tmp_path.glob("case.sqlite*"):
+        assert PASSWORD.encode() not in path.read_bytes()
+
+
+# -- FileVault 2 (Core Storage) -------------------------------------------------------------
+class _FvdeVolume(_BdeVolume):
+    """libfvde's volume calls (the same as libbde's that the plugin uses)."""
+
+    def open_file_object(self, file: Any) -> None:
+        self._file = file
+        file.seek(88)
+        if file.read(2) != b"CS":
+            raise OSError("pyfvde_volume_open_file_object: unsupported signature.")
+
+
+@pytest.mark.parametrize("secret", [None, f"password:{PASSWORD}"])
+def test_filevault_locked_and_unlocked(
+    fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str | None
+) -> None:
+    fake = SimpleNamespace(volume=_FvdeVolume, get_version=lambda: "stand-in",
+                           check_volume_signature_file_object=lambda f: True)  # fmt: skip
+    monkeypatch.setattr(filevault, "pyfvde", fake)
+    header = bytearray(512)
+    header[88:90] = b"CS"
+    image = tmp_path / "corestorage.raw"
+    image.write_bytes(bytes(header) + _xor((fixture_images / "ext4.raw").read_bytes(), 0))
+    unlocks = () if secret is None else (parse_unlock(f"*={secret}"),)
+    case = tmp_path / "case.sqlite"
+    summary = do_scan(case, [image], options=ScanOptions(
+        workers=0, verify_media=False, perceptual=False, unlocks=unlocks))  # fmt: skip
+    assert summary.status == "complete"
+    (layer,) = _rows(case, "SELECT * FROM volumes WHERE layer = 'filevault'")
+    files = {r["path"]: r["sha256"] for r in _rows(case, "SELECT path, sha256 FROM files")}
+    expected = _present("ext4.json")
+    if secret:
+        assert (layer["locked"], layer["unlocked_with"]) == (0, "password")
+        assert {p: files.get(p) for p in expected} == expected
+    else:
+        assert layer["locked"] == 1 and not any(p in files for p in expected)
     for path in tmp_path.glob("case.sqlite*"):
         assert PASSWORD.encode() not in path.read_bytes()
 
