@@ -14,7 +14,7 @@ FILE_COLUMNS = (
     "file_id", "evidence_id", "volume_id", "filesystem_id", "path", "name", "stream", "inode",
     "meta_type", "size", "allocated", "state", "mtime", "atime", "ctime", "crtime", "mime",
     "extension_mismatch", "md5", "sha1", "sha256", "bytes_read", "status", "error", "flagged",
-    "known_good",
+    "known_good", "same_content_as",
 )  # fmt: skip
 
 
@@ -27,6 +27,7 @@ class FileFilter:
     path_like: str | None = None  # SQL LIKE pattern
     limit: int | None = None
     include_known: bool = False  # known-good files are left out unless asked for
+    all_copies: bool = False  # shadow-copy files with a listed file's path and content too
 
 
 def list_files(case: Case, flt: FileFilter) -> Iterator[dict[str, Any]]:
@@ -34,6 +35,8 @@ def list_files(case: Case, flt: FileFilter) -> Iterator[dict[str, Any]]:
     where, params = [], []
     if not flt.include_known:
         where.append("known_good = 0")
+    if not flt.all_copies:
+        where.append("same_content_as IS NULL")
     if flt.evidence_id:
         where.append("evidence_id = ?")
         params.append(flt.evidence_id)

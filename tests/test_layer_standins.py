@@ -273,3 +273,15 @@ def test_shadow_copies_each_content_once_and_files_only_in_a_snapshot(
         same = live_sha.get(key) == r["sha256"]
         assert r["same_content_as"] == (live_ids[key] if same else None), r["path"]
     assert sum(r["same_content_as"] is None for r in third) >= len(demo_files)
+    # listings show each content once unless asked for every copy
+    from typer.testing import CliRunner
+
+    from examkit.cli.app import app
+
+    runner = CliRunner()
+    listed = json.loads(runner.invoke(app, ["files", str(case), "--json"]).stdout)
+    every = json.loads(runner.invoke(app, ["files", str(case), "--json", "--all-copies"]).stdout)
+    copies = {r["file_id"] for r in _rows(case, "SELECT file_id FROM files"
+                                               " WHERE same_content_as IS NOT NULL")}  # fmt: skip
+    assert copies and not copies & {r["file_id"] for r in listed}
+    assert {r["file_id"] for r in every} == {r["file_id"] for r in listed} | copies

@@ -25,11 +25,16 @@ def files(
     include_known: bool = typer.Option(
         False, "--include-known", help="Also list files matching a known-good set."
     ),
+    all_copies: bool = typer.Option(
+        False,
+        "--all-copies",
+        help="Also list shadow-copy files whose path and content are those of a listed file.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON array of rows."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV with every column."),
 ) -> None:
     """List files and streams (names of flagged files are withheld; see 'examkit hits')."""
-    flt = FileFilter(evidence_id, state, status, mime, path, limit, include_known)
+    flt = FileFilter(evidence_id, state, status, mime, path, limit, include_known, all_copies)
     gate = policy()
     with Case.open(case) as c:
         rows = (_withhold(r, gate) for r in list_files(c, flt))
