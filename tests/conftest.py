@@ -131,6 +131,16 @@ def query(case: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any,
         conn.close()
 
 
+def dict_rows(case: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of a query on a case, as dicts."""
+    conn = sqlite3.connect(case)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def case_path(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "case.sqlite"

@@ -9,7 +9,6 @@ and the segment maps ``lvs``/``pvs`` reported.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,19 +20,11 @@ from examkit.layers import parse_unlock
 from examkit.plan import mark_snapshot_copies
 from examkit.scan import ScanOptions
 from tests.conftest import FIXTURES, do_scan, unpack
+from tests.conftest import dict_rows as query
 
 EXAMKIT = str(Path(sys.executable).with_name("examkit"))
 
 LAYERED = FIXTURES / "layered"
-
-
-def query(case: Path, sql: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(case)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
 
 
 EXPECTED: dict[str, Any] = json.loads((LAYERED / "expected.json").read_text("utf-8"))

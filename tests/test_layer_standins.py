@@ -16,7 +16,6 @@ stand-ins live in this process.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,21 +26,13 @@ from examkit.layers import parse_unlock
 from examkit.scan import ScanOptions
 from examkit_plugins.volumes import bitlocker, filevault, shadow_copies
 from tests.conftest import FIXTURES, do_scan
+from tests.conftest import dict_rows as _rows
 
 PLANS = FIXTURES / "plans"
 PASSWORD = "stand-in password"
 KEY = bytes(range(1, 256))  # the stand-in cipher: XOR with this, repeated
 GUID = "5e3a1b7c-0000-4000-8000-00000000b17c"
 RECOVERY_ID = "9f1e2d3c-0000-4000-8000-0000000000aa"
-
-
-def _rows(case: Path, sql: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(case)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
 
 
 def _present(plan: str) -> dict[str, str]:

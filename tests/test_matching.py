@@ -15,6 +15,7 @@ import pytest
 
 from examkit.cli.app import main
 from tests.conftest import FIXTURES
+from tests.conftest import dict_rows as rows
 
 PLAN = json.loads((FIXTURES / "plans" / "ntfs.json").read_text())
 BY_PATH = {f["path"]: f for f in PLAN["files"]}
@@ -102,15 +103,6 @@ def import_sets(capsys: pytest.CaptureFixture[str], sets: tuple[Path, Path]) -> 
                          "--kind", "known-good")  # fmt: skip
     assert code == 0, err
     assert "format nsrl-v3" in out
-
-
-def rows(case: Path, sql: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(case)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
 
 
 def flagged_paths(case: Path) -> set[str]:
