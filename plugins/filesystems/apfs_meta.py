@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
+import numpy as np
+
 NX_MAGIC = b"NXSB"
 APSB_MAGIC = b"APSB"
 OBJECT_TYPE_NX_SUPERBLOCK = 0x01
@@ -52,13 +54,16 @@ class VolumeMeta:
 
 
 def fletcher64(block: bytes) -> int:
-    """APFS object checksum of a block (over everything after the checksum field)."""
-    words = struct.unpack(f"<{(len(block) - 8) // 4}I", block[8:])
+    """APFS object checksum of a block (over everything after the checksum field).
+
+    The running sums of the specification, taken modulo 2**32 - 1 at every step,
+    equal the plain sums taken modulo once at the end (a block's sums fit in 64 bits).
+    """
+    words = np.frombuffer(block, "<u4", (len(block) - 8) // 4, 8).astype(np.uint64)
+    running = np.cumsum(words)
     mod = 0xFFFFFFFF
-    sum1 = sum2 = 0
-    for word in words:  # small metadata blocks only: a few thousand words each
-        sum1 = (sum1 + word) % mod
-        sum2 = (sum2 + sum1) % mod
+    sum1 = int(running[-1]) % mod if len(running) else 0
+    sum2 = int(running.sum(dtype=np.uint64)) % mod if len(running) else 0
     c1 = mod - ((sum1 + sum2) % mod)
     c2 = mod - ((sum1 + c1) % mod)
     return (c2 << 32) | c1
