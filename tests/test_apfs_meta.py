@@ -25,27 +25,35 @@ def _seal(block: bytearray, oid: int, xid: int, kind: int) -> bytes:
     return bytes(block)
 
 
-def _leaf(entries: list[tuple[bytes, bytes]], fixed: tuple[int, int] | None, oid: int) -> bytes:
-    """A root-and-leaf B-tree node (btree_node_phys_t) holding ``entries`` in order."""
+def _node(
+    entries: list[tuple[bytes, bytes]], fixed: tuple[int, int] | None, oid: int,
+    leaf: bool = True, root: bool = True,
+) -> bytes:  # fmt: skip
+    """A B-tree node (btree_node_phys_t) holding ``entries`` in order."""
     node = bytearray(BS)
     toc_len = len(entries) * (4 if fixed else 8)
     keys_at = 56 + toc_len
-    values_end = BS - 40  # btree_info_t closes a root node
+    values_end = BS - 40 if root else BS  # btree_info_t closes a root node
     k_off = v_off = 0
     for i, (key, value) in enumerate(entries):
         node[keys_at + k_off : keys_at + k_off + len(key)] = key
-        v_off += len(value)
+        v_off += len(value)  # a non-leaf value is a child oid (8 bytes)
         node[values_end - v_off : values_end - v_off + len(value)] = value
         if fixed:
             struct.pack_into("<HH", node, 56 + 4 * i, k_off, v_off)
         else:
             struct.pack_into("<HHHH", node, 56 + 8 * i, k_off, len(key), v_off, len(value))
         k_off += len(key)
-    flags = 1 | 2 | (4 if fixed else 0)  # root, leaf, fixed-size entries
-    struct.pack_into("<HHI", node, 32, flags, 0, len(entries))
+    flags = (1 if root else 0) | (2 if leaf else 0) | (4 if fixed else 0)
+    struct.pack_into("<HHI", node, 32, flags, 0 if leaf else 1, len(entries))
     struct.pack_into("<HH", node, 40, 0, toc_len)
-    struct.pack_into("<II", node, BS - 40 + 8, *(fixed or (0, 0)))  # bt_key_size, bt_val_size
-    return _seal(node, oid, 7, 0x40000002)  # physical B-tree root
+    if root:
+        struct.pack_into("<II", node, BS - 40 + 8, *(fixed or (0, 0)))  # key, value sizes
+    return _seal(node, oid, 7, 0x40000002 if root else 0x40000003)
+
+
+def _leaf(entries: list[tuple[bytes, bytes]], fixed: tuple[int, int] | None, oid: int) -> bytes:
+    return _node(entries, fixed, oid)
 
 
 def _container(snapshots: list[tuple[int, str, int]]) -> bytes:
@@ -62,7 +70,13 @@ def _container(snapshots: list[tuple[int, str, int]]) -> bytes:
     blocks[2] = _seal(omap, 2, 7, 0x4000000B)
     older = (struct.pack("<QQ", 1026, 5), struct.pack("<IIQ", 0, BS, 9))  # superseded
     newer = (struct.pack("<QQ", 1026, 7), struct.pack("<IIQ", 0, BS, 4))
-    blocks[3] = _leaf([older, newer], (16, 16), 3)
+    later = (struct.pack("<QQ", 1026, 8), struct.pack("<IIQ", 0, BS, 10))  # after this xid
+    other = (struct.pack("<QQ", 2000, 1), struct.pack("<IIQ", 0, BS, 11))
+    first = (struct.pack("<QQ", 1000, 1), struct.pack("<IIQ", 0, BS, 12))
+    blocks[6] = _node([first, older], (16, 16), 6, root=False)  # two leaves under a root
+    blocks[7] = _node([newer, later, other], (16, 16), 7, root=False)
+    blocks[3] = _node([(first[0], struct.pack("<Q", 6)), (newer[0], struct.pack("<Q", 7))],
+                      (16, 16), 3, leaf=False)  # fmt: skip
     apsb = bytearray(BS)
     apsb[32:36] = b"APSB"
     struct.pack_into("<Q", apsb, 152, 5)  # apfs_snap_meta_tree_oid
@@ -81,7 +95,7 @@ def _container(snapshots: list[tuple[int, str, int]]) -> bytes:
     records = [r for _, r in sorted(zip([(i & ((1 << 60) - 1), i >> 60) for i in ids], records,
                                         strict=True))]  # fmt: skip
     blocks[5] = _leaf(records, None, 5)
-    image = bytearray(16 * BS)
+    image = bytearray(16 * BS)  # blocks 9-12: what the other map entries point at
     for number, data in blocks.items():
         image[number * BS : (number + 1) * BS] = data
     return bytes(image)

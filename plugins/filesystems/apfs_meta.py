@@ -117,10 +117,40 @@ class ApfsMeta:
         return best
 
     # -- B-trees ------------------------------------------------------------------------
+    def _node(self, number: int, sizes: tuple[int, int]) -> tuple[bool, list[tuple[bytes, bytes]]]:
+        """A B-tree node: ``(is_leaf, [(key, value), ...])``; ``sizes`` are the tree's
+        fixed key and value sizes (from the root's btree_info)."""
+        node = self.block(number)
+        flags, level, nkeys = struct.unpack_from("<HHI", node, 32)
+        toc_off, toc_len = struct.unpack_from("<HH", node, 40)
+        toc = 56 + toc_off
+        keys = toc + toc_len
+        values_end = len(node) - (BTREE_INFO_SIZE if flags & BTNODE_ROOT else 0)
+        leaf = bool(flags & BTNODE_LEAF)
+        if leaf and level != 0:
+            raise ApfsMetaError(f"B-tree node {number}: leaf at level {level}")
+        entries = []
+        for i in range(nkeys):
+            if flags & BTNODE_FIXED_KV_SIZE:
+                k_off, v_off = struct.unpack_from("<HH", node, toc + 4 * i)
+                k_len, v_len = sizes[0], (sizes[1] if leaf else 8)  # non-leaf: a child oid
+            else:
+                k_off, k_len, v_off, v_len = struct.unpack_from("<HHHH", node, toc + 8 * i)
+            key = node[keys + k_off : keys + k_off + k_len]
+            value = node[values_end - v_off : values_end - v_off + v_len]
+            if len(key) != k_len or len(value) != v_len:
+                raise ApfsMetaError(f"B-tree node {number}: entry {i} out of bounds")
+            entries.append((key, value))
+        return leaf, entries
+
+    def _sizes(self, root: int) -> tuple[int, int]:
+        info = self.block(root)[-BTREE_INFO_SIZE:]  # btree_info_t ends the root node
+        key_size, value_size = struct.unpack_from("<II", info, 8)
+        return int(key_size), int(value_size)
+
     def records(self, root: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of the physical B-tree rooted at block ``root``, in order."""
-        info = self.block(root)[-BTREE_INFO_SIZE:]  # btree_info_t ends the root node
-        key_size, value_size = struct.unpack_from("<II", info, 8)  # for fixed-size entries
+        sizes = self._sizes(root)
         stack = [(root, 0)]
         seen = 0
         while stack:
@@ -128,44 +158,33 @@ class ApfsMeta:
             seen += 1
             if depth > MAX_DEPTH or seen > MAX_NODES:
                 raise ApfsMetaError("B-tree too deep or looping")
-            node = self.block(number)
-            flags, level, nkeys = struct.unpack_from("<HHI", node, 32)
-            toc_off, toc_len = struct.unpack_from("<HH", node, 40)
-            toc = 56 + toc_off
-            keys = toc + toc_len
-            values_end = len(node) - (BTREE_INFO_SIZE if flags & BTNODE_ROOT else 0)
-            fixed = bool(flags & BTNODE_FIXED_KV_SIZE)
-            children = []
-            for i in range(nkeys):
-                if fixed:
-                    k_off, v_off = struct.unpack_from("<HH", node, toc + 4 * i)
-                    k_len, v_len = key_size, (value_size if flags & BTNODE_LEAF else 8)
-                else:
-                    k_off, k_len, v_off, v_len = struct.unpack_from("<HHHH", node, toc + 8 * i)
-                key = node[keys + k_off : keys + k_off + k_len]
-                value = node[values_end - v_off : values_end - v_off + v_len]
-                if len(key) != k_len or len(value) != v_len:
-                    raise ApfsMetaError(f"B-tree node {number}: entry {i} out of bounds")
-                if flags & BTNODE_LEAF:
-                    if level != 0:
-                        raise ApfsMetaError(f"B-tree node {number}: leaf at level {level}")
-                    yield key, value
-                else:
-                    children.append(struct.unpack_from("<Q", value)[0])
-            stack.extend((child, depth + 1) for child in reversed(children))
+            leaf, entries = self._node(number, sizes)
+            if leaf:
+                yield from entries
+            else:
+                children = [struct.unpack_from("<Q", value)[0] for _, value in entries]
+                stack.extend((child, depth + 1) for child in reversed(children))
 
     def omap_lookup(self, omap_block: int, oid: int, xid: int) -> int:
-        """Physical block of virtual object ``oid`` as of transaction ``xid``."""
-        omap = self.block(omap_block)
-        tree = struct.unpack_from("<Q", omap, 48)[0]
-        found, found_xid = None, -1
-        for key, value in self.records(tree):
-            k_oid, k_xid = struct.unpack_from("<QQ", key)
-            if k_oid == oid and found_xid < k_xid <= xid:
-                found, found_xid = struct.unpack_from("<Q", value, 8)[0], k_xid
-        if found is None:
-            raise ApfsMetaError(f"object {oid} is not in the object map")
-        return int(found)
+        """Physical block of virtual object ``oid`` as of transaction ``xid``: the entry
+        with the largest key not above ``(oid, xid)``, found by descending the tree."""
+        tree = struct.unpack_from("<Q", self.block(omap_block), 48)[0]
+        sizes = self._sizes(tree)
+        number, target = tree, (oid, xid)
+        for _depth in range(MAX_DEPTH):
+            leaf, entries = self._node(number, sizes)
+            below = [(struct.unpack_from("<QQ", key), value) for key, value in entries]
+            below = [(k, v) for k, v in below if k <= target]
+            if not below:
+                break
+            (k_oid, _k_xid), value = max(below, key=lambda kv: kv[0])
+            if not leaf:
+                number = struct.unpack_from("<Q", value)[0]
+                continue
+            if k_oid == oid:
+                return int(struct.unpack_from("<Q", value, 8)[0])
+            break
+        raise ApfsMetaError(f"object {oid} is not in the object map")
 
     # -- volumes ------------------------------------------------------------------------
     def volumes(self) -> list[VolumeMeta]:
