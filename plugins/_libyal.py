@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
+
+from examkit.errors import EvidenceError
+from examkit.evidence import MediaInfo, MediaStream
 
 _LIBYAL_PART = re.compile(r"\.\s+(?=[A-Za-z]\w*_\w+: )")
 
@@ -48,3 +52,33 @@ def libyal_stream(
         return read_at(handle, size, at, n, library, label)
 
     return LayerStream(parent, size, read, [handle] if close else [])
+
+
+class LibyalMedia(MediaStream):
+    """A media stream over a libyal image handle (libqcow, libvhdi, libvmdk)."""
+
+    library = "libyal"  # named in read errors
+    label = "image"
+
+    def __init__(self, handle: Any, info: MediaInfo) -> None:
+        self._handle = handle
+        super().__init__(info)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return read_at(self._handle, self.size, offset, length, self.library, self.label)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._handle.close()
+
+
+def refuse_empty(media: MediaStream, source: Any, fmt: str, check: str) -> MediaStream:
+    """``media``, unless it has 0 bytes (a corrupt or incomplete image): then it is closed
+    and refused with one line."""
+    if media.size == 0:
+        media.close()
+        raise EvidenceError(
+            f"{source} describes a disk of 0 bytes: the {fmt} is corrupt or incomplete",
+            f"check it with {check}; restore it from the original copy",
+        )
+    return media

@@ -19,7 +19,7 @@ from examkit.errors import EvidenceError
 from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
-from examkit_plugins._libyal import libyal_cause, read_at
+from examkit_plugins._libyal import LibyalMedia, libyal_cause, refuse_empty
 
 MAGIC = b"QFI\xfb"
 ENCRYPTION = {0: None, 1: "AES", 2: "LUKS"}
@@ -44,28 +44,23 @@ def _beside(child: Path, name: str) -> Path:
     return written if written.is_absolute() else child.parent / name
 
 
-class QcowMedia(MediaStream):
+class QcowMedia(LibyalMedia):
+    library, label = "libqcow", "QCOW"
+
     def __init__(self, handle: Any, path: Path, header: dict[str, int]) -> None:
-        self._handle = handle
         meta = {"format": "QCOW", "format_version": str(header.get("version", ""))}
         if header.get("cluster_bits"):
             meta["cluster_size"] = str(1 << header["cluster_bits"])
         super().__init__(
+            handle,
             MediaInfo(
                 container="qcow",
                 paths=(str(path),),
                 size=int(handle.get_media_size()),
                 stored_hashes={},  # QCOW carries no acquisition hash
                 metadata={k: v for k, v in meta.items() if v},
-            )
+            ),
         )
-
-    def read(self, offset: int, length: int) -> bytes:
-        return read_at(self._handle, self.size, offset, length, "libqcow", "QCOW")
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._handle.close()
 
 
 def _check(path: Path, handle: Any) -> None:
@@ -127,13 +122,7 @@ class QcowContainer(Container):
                     "the QCOW may be corrupt; check it with qemu-img check",
                 ) from exc
             raise
-        if media.size == 0:
-            media.close()
-            raise EvidenceError(
-                f"{path} describes a disk of 0 bytes: the QCOW is corrupt or incomplete",
-                "check it with qemu-img check; restore it from the original copy",
-            )
-        return media
+        return refuse_empty(media, path, "QCOW", "qemu-img check")
 
 
 @hookimpl

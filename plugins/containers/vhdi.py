@@ -22,7 +22,7 @@ from examkit.errors import EvidenceError
 from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
-from examkit_plugins._libyal import libyal_cause, read_at
+from examkit_plugins._libyal import LibyalMedia, libyal_cause, refuse_empty
 
 VHD = b"conectix"  # the footer cookie (also at offset 0 of a dynamic or differencing VHD)
 VHDX = b"vhdxfile"
@@ -51,9 +51,10 @@ def _beside(child: Path, name: str) -> Path:
     return child.parent / re.split(r"[\\/]", name)[-1]
 
 
-class VhdiMedia(MediaStream):
+class VhdiMedia(LibyalMedia):
+    library, label = "libvhdi", "VHD"
+
     def __init__(self, handle: Any, path: Path, fmt: str) -> None:
-        self._handle = handle
         disk_type = _DISK_TYPES.get(handle.disk_type, str(handle.disk_type))
         meta = {
             "format": fmt,
@@ -62,6 +63,7 @@ class VhdiMedia(MediaStream):
             "identifier": str(handle.identifier or ""),
         }
         super().__init__(
+            handle,
             MediaInfo(
                 container="vhdi",
                 paths=(str(path),),
@@ -69,15 +71,8 @@ class VhdiMedia(MediaStream):
                 sector_size=int(handle.bytes_per_sector or 512),
                 stored_hashes={},  # VHD and VHDX carry no acquisition hash
                 metadata={k: v for k, v in meta.items() if v},
-            )
+            ),
         )
-
-    def read(self, offset: int, length: int) -> bytes:
-        return read_at(self._handle, self.size, offset, length, "libvhdi", "VHD")
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._handle.close()
 
 
 def _check(path: Path, handle: Any, fmt: str) -> None:
@@ -140,13 +135,7 @@ class VhdiContainer(Container):
                     f"the {fmt} may be corrupt; check it with vhdiinfo or qemu-img check",
                 ) from exc
             raise
-        if media.size == 0:
-            media.close()
-            raise EvidenceError(
-                f"{path} describes a disk of 0 bytes: the {fmt} is corrupt or incomplete",
-                "check it with vhdiinfo; restore it from the original copy",
-            )
-        return media
+        return refuse_empty(media, path, fmt, "vhdiinfo")
 
 
 @hookimpl

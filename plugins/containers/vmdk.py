@@ -24,7 +24,7 @@ from examkit.errors import EvidenceError
 from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
-from examkit_plugins._libyal import libyal_cause, read_at
+from examkit_plugins._libyal import LibyalMedia, libyal_cause, refuse_empty
 
 SPARSE = b"KDMV"  # VMware 4+ sparse extent (monolithicSparse, twoGbMaxExtentSparse, stream)
 COWD = b"COWD"  # ESX 2.x sparse extent
@@ -124,9 +124,10 @@ def find_descriptor(extent: Path) -> Path | None:
     return None
 
 
-class VmdkMedia(MediaStream):
+class VmdkMedia(LibyalMedia):
+    library, label = "libvmdk", "VMDK"
+
     def __init__(self, handle: Any, files: list[IO[bytes]], paths: Sequence[Path]) -> None:
-        self._handle = handle
         self._files = files
         extents = list(handle.extent_descriptors)
         meta = {
@@ -139,22 +140,19 @@ class VmdkMedia(MediaStream):
             ),
         }
         super().__init__(
+            handle,
             MediaInfo(
                 container="vmdk",
                 paths=tuple(map(str, paths)),
                 size=int(handle.get_media_size()),
                 stored_hashes={},  # VMDK carries no acquisition hash
                 metadata=meta,
-            )
+            ),
         )
 
-    def read(self, offset: int, length: int) -> bytes:
-        return read_at(self._handle, self.size, offset, length, "libvmdk", "VMDK")
-
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._handle.close()
-        for fh in self._files:
+        super().close()
+        for fh in self._files:  # the extent files examkit opened for libvmdk
             with contextlib.suppress(OSError):
                 fh.close()
         self._files = []
@@ -265,13 +263,7 @@ class VmdkContainer(Container):
                     "an extent file may be missing, truncated or corrupt; check it with vmdkinfo",
                 ) from exc
             raise
-        if media.size == 0:
-            media.close()
-            raise EvidenceError(
-                f"{descriptor} describes a disk of 0 bytes: the VMDK is corrupt or incomplete",
-                "check it with vmdkinfo; restore it from the original copy",
-            )
-        return media
+        return refuse_empty(media, descriptor, "VMDK", "vmdkinfo")
 
 
 @hookimpl

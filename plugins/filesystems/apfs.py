@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from functools import cached_property
 from typing import Any
 
 import pyfsapfs
@@ -53,8 +53,8 @@ from examkit.models import ALLOCATED, ERROR, NO_CONTENT, PENDING, FileEntry, Fil
 from examkit.walk import EncryptedPart, FileSystemHandle, FileSystemWalker, NotRecognised
 from examkit_plugins._libyal import libyal_cause
 from examkit_plugins.filesystems.apfs_meta import ApfsMeta, ApfsMetaError
-from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_EXT_ATTR, HFS_RSRC, MAX_EXPANSIONS
-from examkit_plugins.filesystems.xfs import entry_times, mode_type, read_chunks
+from examkit_plugins.filesystems.tsk import HFS_DATA, HFS_EXT_ATTR, HFS_RSRC
+from examkit_plugins.filesystems.xfs import entry_times, read_chunks, walk_tree
 
 NX_MAGIC = b"NXSB"  # container superblock signature, at byte 32 of block 0
 RESOURCE_FORK = "com.apple.ResourceFork"
@@ -129,15 +129,21 @@ class ApfsFileSystem(FileSystemHandle):
                 parts.append(EncryptedPart("APFS volume", ids, used, why))
         self.encrypted = tuple(parts)
         self._dirs = _volume_dirs(names)
-        block_size, block_count = struct.unpack("<IQ", head[36:48])
-        self.info = FileSystemInfo(
+        self._names, self._offset, self._head = names, offset, head
+
+    @cached_property
+    def info(self) -> FileSystemInfo:  # type: ignore[override]  # computed once, then fixed
+        """Read when the listing asks (workers that only read streams never do): the
+        snapshot metadata is parsed here."""
+        block_size, block_count = struct.unpack("<IQ", self._head[36:48])
+        return FileSystemInfo(
             walker="apfs",
             fs_type="apfs",
-            offset=offset,
+            offset=self._offset,
             block_size=block_size,
             block_count=block_count,
-            label=",".join(names) or None,
-            details=_details(file),
+            label=",".join(self._names) or None,
+            details=_details(self._file),
         )
 
     def entries(self) -> Iterator[FileEntry]:
@@ -163,39 +169,11 @@ class ApfsFileSystem(FileSystemHandle):
         for row in self._rows(root, top_raw[1:], top_raw, root_id, "dir", index, seq, None):
             yield row
             seq += 1
-        expansions: Counter[int] = Counter({root_id: 1})
-        stack: list[tuple[Iterator[Any], bytes, frozenset[int]]] = [
-            (iter(root.sub_file_entries), top_raw, frozenset({root_id}))
-        ]
-        while stack:
-            children, parent, ancestors = stack[-1]
-            try:
-                entry = next(children)
-            except StopIteration:
-                stack.pop()
-                continue
-            except OSError:
-                stack.pop()  # a directory that cannot be read further
-                continue
-            raw = (entry.get_name() or "").encode("utf-8", "surrogateescape")
-            path_raw = parent + b"/" + raw
-            ident = int(entry.get_identifier())
-            kind = mode_type(entry.get_file_mode())
-            note: str | None = None
-            descend = False
-            if kind == "dir":
-                if ident in ancestors:
-                    note = f"directory loop: inode {ident} is its own ancestor; not descended"
-                elif expansions[ident] >= MAX_EXPANSIONS:
-                    note = f"inode {ident} reached by too many paths; not descended"
-                else:
-                    expansions[ident] += 1
-                    descend = True
+        rows = walk_tree(root, root_id, top_raw, lambda entry: int(entry.get_identifier()))
+        for entry, raw, path_raw, ident, kind, note in rows:
             for row in self._rows(entry, raw, path_raw, ident, kind, index, seq, note):
                 yield row
                 seq += 1
-            if descend:
-                stack.append((iter(entry.sub_file_entries), path_raw, ancestors | {ident}))
 
     @staticmethod
     def _rows(

@@ -18,7 +18,7 @@ import contextlib
 import stat
 import struct
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyfsxfs
@@ -82,6 +82,46 @@ def read_chunks(reader: Any, size: int) -> Iterator[bytes]:
         yield data
 
 
+def walk_tree(
+    root: Any, root_id: int, top: bytes, ident: Callable[[Any], int]
+) -> Iterator[tuple[Any, bytes, bytes, int, str, str | None]]:
+    """Depth first below a libyal directory: ``(entry, name, path, id, kind, note)`` for each
+    name (bytes as stored). A directory that is its own ancestor, or is reached by more than
+    ``MAX_EXPANSIONS`` paths, is yielded with a note and not descended; a directory that
+    cannot be read further is left."""
+    expansions: Counter[int] = Counter({root_id: 1})
+    stack: list[tuple[Iterator[Any], bytes, frozenset[int]]] = [
+        (iter(root.sub_file_entries), top, frozenset({root_id}))
+    ]
+    while stack:
+        children, parent, ancestors = stack[-1]
+        try:
+            entry = next(children)
+        except StopIteration:
+            stack.pop()
+            continue
+        except OSError:
+            stack.pop()  # a directory that cannot be read further
+            continue
+        raw = (entry.get_name() or "").encode("utf-8", "surrogateescape")
+        path_raw = parent + b"/" + raw
+        number = ident(entry)
+        kind = mode_type(entry.get_file_mode())
+        note: str | None = None
+        descend = False
+        if kind == "dir":
+            if number in ancestors:
+                note = f"directory loop: inode {number} is its own ancestor; not descended"
+            elif expansions[number] >= MAX_EXPANSIONS:
+                note = f"inode {number} reached by too many paths; not descended"
+            else:
+                expansions[number] += 1
+                descend = True
+        yield entry, raw, path_raw, number, kind, note
+        if descend:
+            stack.append((iter(entry.sub_file_entries), path_raw, ancestors | {number}))
+
+
 class XfsFileSystem(FileSystemHandle):
     def __init__(self, volume: Any, file: RegionFile, offset: int, head: bytes) -> None:
         self._volume = volume
@@ -97,39 +137,12 @@ class XfsFileSystem(FileSystemHandle):
         )
 
     def entries(self) -> Iterator[FileEntry]:
-        seq = 0
         root = self._volume.get_root_directory()
-        root_inode = int(root.get_inode_number())
-        expansions: Counter[int] = Counter({root_inode: 1})
-        stack: list[tuple[Iterator[Any], bytes, frozenset[int]]] = [
-            (iter(root.sub_file_entries), b"", frozenset({root_inode}))
-        ]
-        while stack:
-            children, parent, ancestors = stack[-1]
-            try:
-                entry = next(children)
-            except StopIteration:
-                stack.pop()
-                continue
-            except OSError:
-                stack.pop()  # a directory that cannot be read further
-                continue
-            raw = (entry.get_name() or "").encode("utf-8", "surrogateescape")
+        rows = walk_tree(root, int(root.get_inode_number()), b"",
+                         lambda entry: int(entry.get_inode_number()))  # fmt: skip
+        for seq, (entry, raw, path_raw, inode, kind, note) in enumerate(rows):
             name, name_bytes = decode_name(raw)
-            path_raw = parent + b"/" + raw
             path, path_bytes = decode_name(path_raw)
-            inode = int(entry.get_inode_number())
-            kind = mode_type(entry.get_file_mode())
-            note: str | None = None
-            descend = False
-            if kind == "dir":
-                if inode in ancestors:
-                    note = f"directory loop: inode {inode} is its own ancestor; not descended"
-                elif expansions[inode] >= MAX_EXPANSIONS:
-                    note = f"inode {inode} reached by too many paths; not descended"
-                else:
-                    expansions[inode] += 1
-                    descend = True
             content = kind == "file"
             yield FileEntry(
                 seq=seq, path=path, name=name, stream=None, inode=inode,
@@ -138,9 +151,6 @@ class XfsFileSystem(FileSystemHandle):
                 status=PENDING if content else NO_CONTENT, name_bytes=name_bytes,
                 path_bytes=path_bytes, error=note, **entry_times(entry),
             )  # fmt: skip
-            seq += 1
-            if descend:
-                stack.append((iter(entry.sub_file_entries), path_raw, ancestors | {inode}))
 
     def read(
         self, inode: int, attr_type: int | None, attr_id: int | None, size: int
