@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .case import Case
 from .hashsets import Library
+from .interrupts import RunSignals
 from .locking import case_lock
 from .matching import Matcher, NearOptions, match_case, use_sets
 from .plugins import registry
@@ -46,25 +47,30 @@ def rematch(
         evidence_ids = [r[0] for r in case.conn.execute("SELECT evidence_id FROM evidence")]
         near = near or NearOptions()
         options = {"hashsets": [i.name for i in infos], "near": asdict(near)}
-        with case.transaction() as conn:
-            run_id = start_run(
-                conn, "match", examiner, argv, options, evidence_ids, registry().versions(),
-                options,
+        with RunSignals() as signals:  # held whenever the run is opened or closed
+            with case.transaction() as conn:
+                run_id = start_run(
+                    conn, "match", examiner, argv, options, evidence_ids,
+                    registry().versions(), options,
+                )  # fmt: skip
+                matcher = Matcher(use_sets(conn, infos, run_id, examiner), near)
+            try:
+                signals.release()
+                counts = match_case(case, matcher, run_id)
+                signals.hold()
+            except BaseException as exc:
+                signals.hold()
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                finish_run(case, run_id, status, examiner, f"{type(exc).__name__}: {exc}", {})
+                raise
+            flagged_total, good_total = case.conn.execute(
+                "SELECT coalesce(sum(flagged), 0), coalesce(sum(known_good), 0) FROM files"
+            ).fetchone()
+            finish_run(
+                case, run_id, "complete", examiner, None,
+                {"files_checked": counts.files_checked, "matches": counts.matches,
+                 "flagged_files": counts.flagged, "known_good_files": counts.known_good},
             )  # fmt: skip
-            matcher = Matcher(use_sets(conn, infos, run_id, examiner), near)
-        try:
-            counts = match_case(case, matcher, run_id)
-        except BaseException as exc:
-            finish_run(case, run_id, "failed", examiner, f"{type(exc).__name__}: {exc}", {})
-            raise
-        flagged_total, good_total = case.conn.execute(
-            "SELECT coalesce(sum(flagged), 0), coalesce(sum(known_good), 0) FROM files"
-        ).fetchone()
-        finish_run(
-            case, run_id, "complete", examiner, None,
-            {"files_checked": counts.files_checked, "matches": counts.matches,
-             "flagged_files": counts.flagged, "known_good_files": counts.known_good},
-        )  # fmt: skip
     return RematchSummary(
         str(case_path), run_id, tuple(i.name for i in infos), counts.files_checked,
         counts.matches, counts.flagged, counts.known_good, flagged_total, good_total,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -11,7 +10,6 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
 from . import custody
@@ -23,6 +21,7 @@ from .executors import ClusterExecutor, default_workers, local_executor, map_pat
 from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
+from .interrupts import RunSignals
 from .isolation import STALL_SECONDS, IsolatedPool, WorkerDied
 from .layers import Unlock
 from .locking import case_lock
@@ -84,10 +83,6 @@ class ScanOptions:
     fs_backends: tuple[tuple[str, str], ...] = ()  # --fs-backend: (volume or "*", walker)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def scan(
     case_path: Path,
     images: Sequence[Path],
@@ -140,46 +135,38 @@ def _scan(
         todo = _select(case, sets, options.resume)
         library = Library(Path(options.hashset_dir) if options.hashset_dir else None)
         infos = library.select(list(options.hashsets) if options.hashsets is not None else None)
-        run_id, matcher = _start_run(case, reg, examiner, sets, options, argv, infos)
-        previous = signal.getsignal(signal.SIGTERM)
-        in_main = _in_main_thread()
-        if in_main:
-            signal.signal(signal.SIGTERM, _raise_interrupt)
         failures: list[str] = []
-        try:
-            for item in todo:
-                try:
-                    _scan_one(case, reg, run_id, item, executor, options, examiner,
-                              description, expected or {}, progress, matcher)  # fmt: skip
-                except EvidenceError as exc:
-                    failures.append(f"{item.evidence_id}: {exc.message}")
-                    _evidence_failed(case, run_id, item, exc, examiner)
-        except KeyboardInterrupt:
-            executor.shutdown(wait=False, cancel_futures=True)
-            _finish_run(case, run_id, "interrupted", examiner, "interrupted by signal")
-            raise ScanInterrupted(
-                "scan interrupted; everything hashed so far is recorded",
-                "run the same command with --resume to finish it",
-            ) from None
-        except BaseException as exc:
-            executor.shutdown(wait=False, cancel_futures=True)
-            _finish_run(case, run_id, "failed", examiner, f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            if in_main:
-                signal.signal(signal.SIGTERM, previous)
-        executor.shutdown(wait=True)
-        status = "failed" if failures else "complete"
-        _finish_run(case, run_id, status, examiner, "; ".join(failures) or None)
+        with RunSignals() as signals:  # held whenever the run is opened or closed
+            run_id, matcher = _start_run(case, reg, examiner, sets, options, argv, infos)
+            try:
+                signals.release()
+                for item in todo:
+                    try:
+                        _scan_one(case, reg, run_id, item, executor, options, examiner,
+                                  description, expected or {}, progress, matcher)  # fmt: skip
+                    except EvidenceError as exc:
+                        failures.append(f"{item.evidence_id}: {exc.message}")
+                        _evidence_failed(case, run_id, item, exc, examiner)
+                signals.hold()
+                executor.shutdown(wait=True)
+                status = "failed" if failures else "complete"
+                _finish_run(case, run_id, status, examiner, "; ".join(failures) or None)
+            except KeyboardInterrupt:
+                signals.hold()
+                executor.shutdown(wait=False, cancel_futures=True)
+                _finish_run(case, run_id, "interrupted", examiner, "interrupted by signal")
+                raise ScanInterrupted(
+                    "scan interrupted; everything hashed so far is recorded",
+                    "run the same command with --resume to finish it",
+                ) from None
+            except BaseException as exc:
+                signals.hold()
+                executor.shutdown(wait=False, cancel_futures=True)
+                _finish_run(case, run_id, "failed", examiner, f"{type(exc).__name__}: {exc}")
+                raise
         summaries = tuple(_summary(case, item.evidence_id) for item in sets)
     return ScanSummary(str(case_path), run_id, status, time.monotonic() - started, summaries,
                        tuple(failures))  # fmt: skip
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _select(case: Case, sets: Sequence[EvidenceSet], resume: bool) -> list[EvidenceSet]:

@@ -92,3 +92,61 @@ def test_an_interrupted_case_creation_leaves_no_file(
     with pytest.raises(KeyboardInterrupt):
         Case.create(path)
     assert list(tmp_path.iterdir()) == []  # no half-made case blocks the next attempt
+
+
+def _signal_after(monkeypatch: pytest.MonkeyPatch, module: object, name: str,
+                  signum: int) -> None:  # fmt: skip
+    """Make ``module.name`` send ``signum`` to this process right after it returns (so the
+    signal lands in the step between recording a run and guarding it)."""
+    real = getattr(module, name)
+
+    def wrapped(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)
+        os.kill(os.getpid(), signum)
+        return result
+
+    monkeypatch.setattr(module, name, wrapped)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_just_after_the_run_is_recorded_closes_it_interrupted(
+    fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    from examkit import scan as scan_module
+    from examkit.scan import ScanInterrupted, ScanOptions, scan
+
+    case = tmp_path / "case.sqlite"
+    _signal_after(monkeypatch, scan_module, "_start_run", signum)
+    with pytest.raises(ScanInterrupted):
+        scan(case, [fixture_images / "fat16.raw"], options=ScanOptions(workers=0))
+    assert _runs(case) == ["interrupted"]  # not left "running" for the next command to close
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_a_signal_while_the_run_is_closed_leaves_it_complete(
+    fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examkit import scan as scan_module
+    from examkit.scan import ScanOptions, scan
+
+    case = tmp_path / "case.sqlite"
+    _signal_after(monkeypatch, scan_module, "_counts", signal.SIGINT)  # inside the closing
+    summary = scan(case, [fixture_images / "fat16.raw"], options=ScanOptions(workers=0))
+    assert summary.status == "complete" and _runs(case) == ["complete"]
+    verify = subprocess.run([EXAMKIT, "verify", str(case)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_a_signal_just_after_a_match_run_is_recorded_closes_it_interrupted(
+    fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examkit import rematch as rematch_module
+    from examkit.rematch import rematch
+    from examkit.scan import ScanOptions, scan
+
+    case = tmp_path / "case.sqlite"
+    scan(case, [fixture_images / "fat16.raw"], options=ScanOptions(workers=0))
+    _signal_after(monkeypatch, rematch_module, "start_run", signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        rematch(case, examiner="pytest")
+    assert _runs(case) == ["complete", "interrupted"]
