@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -59,12 +60,42 @@ def _hash_rate(seconds: float = 1.5) -> float:
     return done / (time.perf_counter() - start)
 
 
+def algorithm_seconds_per_byte(seconds: float = 0.5) -> dict[str, float]:
+    """Core-seconds per byte of each digest alone (hashlib, 1 MiB blocks, one core)."""
+    block = os.urandom(1 << 20)
+    costs = {}
+    for name in ("md5", "sha1", "sha256"):
+        h, done, start = hashlib.new(name), 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            h.update(block)
+            done += len(block)
+        costs[name] = (time.perf_counter() - start) / done
+    return costs
+
+
+def hashing_floor(total: int, largest: int, cores: int, costs: dict[str, float]) -> float:
+    """The least wall time in which any tool can compute MD5, SHA-1 and SHA-256 of
+    ``total`` bytes on ``cores`` cores with these digest speeds, doing nothing else:
+    all cores busy hashing, and no less than one digest of the largest stream, which is
+    serial (the three digests of one stream may even run on three cores at once)."""
+    return max(total * sum(costs.values()) / cores, largest * max(costs.values()))
+
+
 def hashing_limit() -> tuple[float, int]:
     """This machine's limit: all cores hashing at once (bytes/s), and the core count."""
     cores = len(os.sched_getaffinity(0))
     with ProcessPoolExecutor(cores) as pool:
         rates = list(pool.map(_hash_rate, [1.5] * cores))
     return sum(rates), cores
+
+
+def _largest_stream(case: Path) -> int:
+    conn = sqlite3.connect(f"file:{case}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT max(size) FROM files WHERE status = 'ok'").fetchone()
+    finally:
+        conn.close()
+    return int(row[0] or 0)
 
 
 def main() -> int:
@@ -127,6 +158,15 @@ def main() -> int:
               f" {scan['bytes_hashed'] / wall / 1e6:.0f} MB/s ="
               f" {scan['bytes_hashed'] / wall / limit:.0%} of the hashing limit;"
               f" {wall / files * 1000:.2f} ms per stream (whole run / streams)")  # fmt: skip
+        largest = _largest_stream(work / "case.sqlite")
+        costs = algorithm_seconds_per_byte()
+        floor = hashing_floor(scan["bytes_hashed"], largest, cores, costs)
+        rates = ", ".join(f"{name} {1 / c / 1e6:.0f}" for name, c in costs.items())
+        print(
+            f"hashing floor (MB/s on one core: {rates}; largest stream {largest / 1e9:.2f} GB):"
+            f" {floor:.2f} s = {floor / fiwalk_wall:.2f}x fiwalk's time: no tool computing"
+            " these three digests on this machine can be faster, before listing and typing"
+        )
         print("targets: ratio <= 0.50x; >= 80% of the limit; < 0.3 ms per small file; < 400 MiB")
     finally:
         if not args.work:
