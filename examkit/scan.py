@@ -147,8 +147,8 @@ def _scan(
                     except EvidenceError as exc:
                         failures.append(f"{item.evidence_id}: {exc.message}")
                         _evidence_failed(case, run_id, item, exc, examiner)
+                executor.shutdown(wait=True)  # still interruptible: a cluster may be slow
                 signals.hold()
-                executor.shutdown(wait=True)
                 status = "failed" if failures else "complete"
                 _finish_run(case, run_id, status, examiner, "; ".join(failures) or None)
             except KeyboardInterrupt:
