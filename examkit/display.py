@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 
 # Bidirectional controls and other invisible format characters that can make
 # text read differently from what it is (Trojan Source, CVE-2021-42574).
@@ -103,12 +102,16 @@ def decode_name(raw: bytes) -> tuple[str, bytes | None]:
         return raw.decode("utf-8", errors="backslashreplace"), raw
 
 
-@dataclass(frozen=True)
 class DisplayPolicy:
-    """What may be shown: names of flagged files only when ``show_flagged_names``."""
+    """What may be shown: names of flagged files only when ``show_flagged_names``.
+    (A plain class, not a dataclass: the lean lookup path imports this module, and
+    ``dataclasses`` costs more process start time than the lookup itself.)"""
 
-    show_flagged_names: bool = False
-    max_len: int | None = None
+    __slots__ = ("max_len", "show_flagged_names")
+
+    def __init__(self, show_flagged_names: bool = False, max_len: int | None = None) -> None:
+        self.show_flagged_names = show_flagged_names
+        self.max_len = max_len
 
     def name(self, value: str | bytes | None, flagged: bool = False) -> str:
         """A file name or path, withheld when the file is flagged."""

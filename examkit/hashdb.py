@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from .hashformat import DIGESTS, PERCEPTUAL
+from .hashset_folders import MANIFEST
 
-MANIFEST = "manifest.json"
 INDEX_FORMAT = 1
 MAX_ENTRIES_PER_DIGEST = 16  # a digest listed more often reports its first 16 entries
 

@@ -14,7 +14,6 @@ import fcntl
 import getpass
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -28,23 +27,14 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .clock import utc_now
 from .errors import UsageError
-from .hashdb import INDEX_FORMAT, MANIFEST, HashSetIndex
+from .hashdb import INDEX_FORMAT, HashSetIndex
 from .hashformat import HEAD_BYTES, HashSetError, HashSetFormat
+from .hashset_folders import MANIFEST, NAME, default_dir, set_folder
 
 if TYPE_CHECKING:  # imported where used: a lookup needs neither (process start time)
     from .models import HashSetInfo
 
-ENV = "EXAMKIT_HASHSETS"
 KINDS = {"known-bad": "known_bad", "known-good": "known_good"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def default_dir() -> Path:
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV])
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("examkit")) / "hashsets"
 
 
 def normalise_kind(kind: str) -> str:
@@ -81,13 +71,7 @@ class Library:
 
     def folder(self, name: str) -> Path:
         """The folder of the set called ``name`` (it must exist)."""
-        folder = self.path / name
-        if not _NAME.match(name) or not (folder / MANIFEST).is_file():
-            raise UsageError(
-                f"no hash set named {name!r} in {self.path}",
-                "'examkit hashset list' shows the sets; import one with 'examkit hashset import'",
-            )
-        return folder
+        return set_folder(self.path, name)
 
     def get(self, name: str) -> HashSetInfo:
         return _info(self.folder(name))
@@ -103,7 +87,7 @@ class Library:
     def remove(self, name: str) -> str:
         """Remove a set (a damaged one too); returns what it was, for the message."""
         folder = self.path / name
-        if not _NAME.match(name) or not folder.is_dir():
+        if not NAME.match(name) or not folder.is_dir():
             raise UsageError(f"no hash set named {name!r} in {self.path}",
                              "'examkit hashset list' shows the sets")  # fmt: skip
         try:
@@ -133,7 +117,7 @@ class Library:
 
         started = time.monotonic()
         kind = normalise_kind(kind)
-        if not _NAME.match(name):
+        if not NAME.match(name):
             raise UsageError(
                 f"invalid hash-set name {name!r}",
                 "use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit",

@@ -248,7 +248,7 @@ def test_lookup_cli_withholds_known_bad_names(
 def test_lean_lookup_path_prints_what_the_full_cli_prints(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from examkit.cli import entry, lookup_output
+    from examkit.cli import entry, lookup_lean
 
     source = tmp_path / "good.md5"
     values = [BY_PATH[p]["md5"] for p in KNOWN_GOOD]
@@ -258,12 +258,12 @@ def test_lean_lookup_path_prints_what_the_full_cli_prints(
     queries.write_text("\n".join([*values, "f" * 40, "not-hex"]) + "\n")
     for args in (["-f", str(queries)], ["-f", str(queries), "--json"], [values[1]]):
         full = run(capsys, "hashset", "lookup", "g", *args)
-        assert lookup_output.fast_lookup(["hashset", "lookup", "g", *args]) is not None
+        assert lookup_lean.fast_lookup(["hashset", "lookup", "g", *args]) is not None
         capsys.readouterr()
         lean_code = entry.main(["hashset", "lookup", "g", *args])
         lean = capsys.readouterr()
         assert (lean_code, lean.out, lean.err) == full
-    assert lookup_output.fast_lookup(["hashset", "lookup", "g", "--help"]) is None
+    assert lookup_lean.fast_lookup(["hashset", "lookup", "g", "--help"]) is None
     code = entry.main(["hashset", "lookup", "g", "--help"])
     assert code == 0 and "--show-names" in capsys.readouterr().out
 
@@ -320,8 +320,12 @@ def test_vectorised_lookup_output_equals_the_per_line_output(
 ) -> None:
     """The one-pass TSV (names of many lengths, and none) is byte for byte
     what the per-line printer, which sends each name through the display gate, writes."""
+    from examkit import fastlookup
     from examkit.cli import lookup_output
 
+    monkeypatch.setattr(
+        fastlookup, "helper", lambda: None
+    )  # the numpy path: see test_lookup_compiled
     md5s = [hashlib.md5(b"%d" % i).hexdigest() for i in range(50)]
     source = tmp_path / "set.md5"
     source.write_text("".join(f"{m}  {'/x' * (i % 9)}{i}\n" for i, m in enumerate(md5s)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ def _ignore_late_signals() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the console script: a process of its own
         signal.signal(signal.SIGTERM, _terminate)
+        if sys.argv[1:3] == ["hashset", "lookup"]:
+            gc.disable()  # a one-shot bulk lookup: collecting start-up objects is wasted time
         try:
             return _main(sys.argv[1:])
         except KeyboardInterrupt:  # in the few steps between a command's end and this
@@ -46,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: list[str]) -> int:
     if args[:2] == ["hashset", "lookup"] and "--debug" not in args:
-        from .lookup_output import fast_lookup
+        from .lookup_lean import fast_lookup
 
         try:
             code = fast_lookup(args)
@@ -58,6 +61,7 @@ def _main(args: list[str]) -> int:
             return 130
         if code is not None:
             return code
+        gc.enable()  # (the console script turned it off for the lean path)
     try:
         from .app import main as full_main
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the program is still loading

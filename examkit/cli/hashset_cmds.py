@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 
 from examkit.display import safe_text
-from examkit.hashsets import ENV, Library, info_dict
+from examkit.hashset_folders import ENV
+from examkit.hashsets import Library, info_dict
 from examkit.models import HashSetInfo
 
-from .lookup_output import run_lookup
+from .lookup_lean import run_lookup
 from .render import err, human_bytes, out, print_json, table
 
 hashset_app = typer.Typer(

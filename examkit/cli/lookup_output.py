@@ -1,47 +1,32 @@
-"""``examkit hashset lookup`` without the CLI framework: parse, search, print.
+"""The numpy path of ``examkit hashset lookup``: every set and every output form.
 
-Lookups are scripted in bulk, so the command has a lean path: ``main`` hands a
-plain ``examkit hashset lookup NAME [HASH...] [-f FILE] [--json] [--show-names]
-[--hashset-dir DIR]`` straight to :func:`fast_lookup` (no typer, no rich);
-anything else (``--help``, an unknown option) goes through typer as usual.
-Both paths run :func:`run_lookup`.
+:func:`examkit.cli.lookup_lean.run_lookup` comes here when the compiled helper
+declines (JSON output, sets with sizes or metadata, names that must pass the
+display gate); the one-pass TSV below and the per-line printer give the same
+bytes, and so does the helper.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from examkit.display import WITHHELD, safe_lines, safe_text
+from examkit.display import WITHHELD, safe_lines
 from examkit.errors import UsageError
 from examkit.hashdb import HashSetIndex, LineHits, lookup_lines, windows
 from examkit.hashformat import DIGESTS
-from examkit.hashsets import ENV, Library
+
+from .lookup_lean import summary
 
 ALGORITHM_NAMES = [a.encode() for a in DIGESTS]
 
 
-def run_lookup(
-    name: str,
-    hashes: Sequence[str],
-    from_file: Path | None,
-    show_names: bool,
-    folder: Path | None,
-    as_json: bool,
-) -> int:
-    """Print the hits (tab-separated, or JSON); 0 when any hash is found, else 1."""
-    data = "".join(h.replace("\n", " ") + "\n" for h in hashes).encode("utf-8", "replace")
-    if from_file is not None:
-        try:
-            data += from_file.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read {from_file}: {exc.strerror}", "check the path") from exc
-    index = Library(folder).open(name)
+def lookup_general(folder: Path, data: bytes, show_names: bool, as_json: bool) -> int:
+    """Print the hits of ``data``'s lines in the set at ``folder``; 0 when any is found."""
+    index = HashSetIndex(folder)
     set_name, kind = index.manifest["name"], index.manifest["kind"]
     hits = lookup_lines(index, data)
     if hits.given == 0:
@@ -94,9 +79,7 @@ def run_lookup(
 
 def _summary(name: str, hits: LineHits) -> None:
     found = int(np.count_nonzero(np.diff(hits.lines))) + 1 if len(hits.lines) else 0  # sorted
-    sys.stderr.write(f"{found:,} of {hits.given:,} given hashes are in {safe_text(name)}\n")
-    if hits.invalid:
-        sys.stderr.write(f"{hits.invalid:,} values are not MD5, SHA-1 or SHA-256 hex\n")
+    summary(name, found, hits.given, hits.invalid)
 
 
 _MIDDLES = b"".join(b"\t%s\t" % a for a in ALGORITHM_NAMES)
@@ -146,44 +129,3 @@ def _tsv(index: HashSetIndex, hits: LineHits, data: bytes, hide: bool) -> bytes 
     matrix = np.hstack([p[0] for p in pieces])
     mask = np.hstack([p[1] for p in pieces])
     return bytes(matrix[mask].tobytes())
-
-
-def fast_lookup(args: Sequence[str]) -> int | None:
-    """Run a plain lookup command line; ``None`` when it needs the full CLI."""
-    if len(args) < 3 or list(args[:2]) != ["hashset", "lookup"]:
-        return None
-    hashes: list[str] = []
-    name: str | None = None
-    from_file: Path | None = None
-    folder = os.environ.get(ENV) or None
-    if folder is None:  # as the full CLI: examkit.toml's hashset_dir, else the default library
-        from examkit.config import load_settings
-
-        setting = load_settings(only="hashset_dir")["hashset_dir"]
-        folder = str(setting.value) if setting.source != "default" and setting.value else None
-    show_names = as_json = False
-    rest = list(args[2:])
-    while rest:
-        arg = rest.pop(0)
-        if arg in ("-f", "--file", "--hashset-dir"):
-            if not rest:
-                return None
-            value = rest.pop(0)
-            if arg == "--hashset-dir":
-                folder = value
-            else:
-                from_file = Path(value)
-        elif arg == "--json":
-            as_json = True
-        elif arg == "--show-names":
-            show_names = True
-        elif arg.startswith("-"):
-            return None  # --help, unknown options, '--file=X': the full CLI handles them
-        elif name is None:
-            name = arg
-        else:
-            hashes.append(arg)
-    if name is None:
-        return None
-    return run_lookup(name, hashes, from_file, show_names, Path(folder) if folder else None,
-                      as_json)  # fmt: skip
