@@ -1,11 +1,11 @@
-"""Bulk lookups through the compiled helper ``examkit._lookup``, without numpy.
+"""Bulk lookups through the compiled helper (``examkit.native``), without numpy.
 
 ``examkit hashset lookup`` is a whole process per call, scripted in bulk: starting
 numpy costs more than the search. For the common case (a set whose entries carry
 at most a name, a tab-separated answer) the helper reads the queries, searches
 the memory-mapped index and writes the answer in one call. It answers exactly
 as the numpy path (``examkit.hashdb.lookup_lines`` and ``examkit.cli.lookup_output``;
-tests/test_lookup_compiled.py compares them byte for byte) and declines
+tests/test_hashset_native.py compares them byte for byte) and declines
 whenever that path must decide: a name to pass through the display gate, sizes
 or metadata to print, index files that disagree, no compiled helper (built by
 ``pip install`` when a C compiler is there).
@@ -17,9 +17,9 @@ import json
 import mmap
 import os
 from pathlib import Path
-from types import ModuleType
 
 from .hashset_folders import MANIFEST
+from .native import helper
 
 ALGORITHMS = ("md5", "sha1", "sha256")  # examkit.hashformat.DIGESTS, in its order
 
@@ -36,15 +36,6 @@ class Answer:
         self.given = given  # non-blank query lines
         self.invalid = invalid  # of those, lines that are not an MD5, SHA-1 or SHA-256 in hex
         self.set_name = set_name
-
-
-def helper() -> ModuleType | None:
-    """The compiled module, or ``None`` when examkit was installed without it."""
-    try:
-        from . import _lookup
-    except ImportError:
-        return None
-    return _lookup
 
 
 def _map(path: Path) -> mmap.mmap | None:

@@ -192,7 +192,7 @@ class _Column:
     def used(self) -> bool:
         return self.blob is not None
 
-    def append(self, blob: bytes, spans: np.ndarray | None, n: int) -> None:
+    def append(self, blob: bytes | memoryview, spans: np.ndarray | None, n: int) -> None:
         if self.blob is None or self.spans is None:
             if spans is None or not np.any(spans[:, 1] > spans[:, 0]):
                 self.empty_before += n
@@ -202,6 +202,8 @@ class _Column:
             np.zeros((self.empty_before, 2), "<u8").tofile(self.spans)
         if spans is None:
             spans = np.zeros((n, 2), np.uint64)
+        elif len(blob):
+            blob, spans = _compacted(blob, spans)
         if len(blob):
             self.blob.write(blob)
         (spans.astype(np.uint64, copy=False) + np.uint64(self.offset)).astype(
@@ -213,6 +215,24 @@ class _Column:
         for fh in (self.blob, self.spans):
             if fh is not None:
                 fh.close()
+
+
+def _compacted(
+    blob: bytes | memoryview, spans: np.ndarray
+) -> tuple[bytes | memoryview, np.ndarray]:
+    """Only the bytes the spans pick out of ``blob``, end to end, with their new spans: the
+    md5sum loader hands over whole chunks of the source, and the digests between the names
+    need not be stored twice. Left as they are without the compiled helper."""
+    from .native import helper
+
+    module = helper()
+    if module is None or len(spans) == 0:
+        return blob, spans
+    lengths = spans[:, 1].astype(np.int64) - spans[:, 0].astype(np.int64)
+    if int(np.maximum(lengths, 0).sum()) > 0.9 * len(blob):
+        return blob, spans  # already (nearly) names only
+    names, places = module.compact(blob, np.ascontiguousarray(spans, dtype="<u8"))
+    return names, np.frombuffer(places, "<u8").reshape(-1, 2)
 
 
 @dataclass
@@ -282,7 +302,7 @@ class IndexWriter:
     def add_columns(
         self,
         digests: Mapping[str, np.ndarray],
-        names_blob: bytes | None = None,
+        names_blob: bytes | memoryview | None = None,
         name_spans: np.ndarray | None = None,
         sizes: np.ndarray | None = None,
     ) -> None:

@@ -70,7 +70,7 @@ class EntrySink(Protocol):
     def add_columns(
         self,
         digests: Mapping[str, np.ndarray],
-        names_blob: bytes | None = None,
+        names_blob: bytes | memoryview | None = None,
         name_spans: np.ndarray | None = None,
         sizes: np.ndarray | None = None,
     ) -> None:

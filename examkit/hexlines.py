@@ -38,7 +38,7 @@ def line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode_hex(
-    chunk: bytes, buf: np.ndarray, starts: np.ndarray, width: int
+    chunk: bytes | memoryview, buf: np.ndarray, starts: np.ndarray, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode ``width`` hex characters at each start: ``(bytes (n, width/2), valid mask)``.
 

@@ -325,7 +325,7 @@ def test_vectorised_lookup_output_equals_the_per_line_output(
 
     monkeypatch.setattr(
         fastlookup, "helper", lambda: None
-    )  # the numpy path: see test_lookup_compiled
+    )  # the numpy path (the compiled one: test_hashset_native.py)
     md5s = [hashlib.md5(b"%d" % i).hexdigest() for i in range(50)]
     source = tmp_path / "set.md5"
     source.write_text("".join(f"{m}  {'/x' * (i % 9)}{i}\n" for i, m in enumerate(md5s)))

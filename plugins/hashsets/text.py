@@ -23,6 +23,7 @@ from examkit.hexlines import decode_hex, line_bounds
 from examkit.hookspecs import Register, hookimpl
 
 CHUNK = 16 << 20
+LINE_SLACK = 1 << 20  # room in each read buffer for the line left over from the last
 PARSE_THREADS = 2
 _SUM_LINE = re.compile(rb"^(\\?)([0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}) [ *](.+)$")
 _BSD_LINE = re.compile(rb"^(\\?)(MD5|SHA1|SHA256|SHA2-256) ?\((.*)\) ?= ?([0-9a-fA-F]+)$")
@@ -67,7 +68,7 @@ def _unescape(name: bytes) -> bytes:
 class _Parsed:
     """One chunk, decoded: the well-formed lines' digests and name spans, the other lines."""
 
-    chunk: bytes
+    chunk: memoryview
     width: int
     digests: np.ndarray | None
     spans: np.ndarray | None
@@ -75,27 +76,42 @@ class _Parsed:
     lines: int
 
 
-def _chunks(fh: BinaryIO) -> Iterator[bytes]:
-    """~CHUNK-byte pieces of the file that end at a line end (a UTF-8 BOM dropped)."""
+def _chunks(fh: BinaryIO, ring: int) -> Iterator[memoryview]:
+    """~CHUNK-byte pieces of the file that end at a line end (a UTF-8 BOM dropped).
+
+    The file is read into ``ring`` buffers in turn, reused (fresh memory costs a page
+    fault every 4 KiB): a piece stays valid until ``ring - 1`` more have been taken,
+    so the caller holds at most that many. Only the unfinished last line is copied,
+    to the start of the next buffer; an unusually long one gets a buffer of its own.
+    """
+    buffers: list[bytearray] = []
     rest = b""
     first = True
+    taken = 0
     while True:
-        data = fh.read(CHUNK)
-        if first:
-            data, first = (data[3:] if data.startswith(b"\xef\xbb\xbf") else data), False
-        if not data:
-            if rest:
-                yield rest
+        if len(rest) > LINE_SLACK:
+            buf = bytearray(len(rest) + CHUNK)
+        else:
+            if len(buffers) < ring:
+                buffers.append(bytearray(CHUNK + LINE_SLACK))
+            buf = buffers[taken % ring]
+        taken += 1
+        buf[: len(rest)] = rest
+        end = len(rest) + fh.readinto(memoryview(buf)[len(rest) : len(rest) + CHUNK])
+        base = 3 if first and buf.startswith(b"\xef\xbb\xbf") else 0
+        first = False
+        if end == len(rest):  # the end of the file
+            if end > base:
+                yield memoryview(buf)[base:end]
             return
-        data = rest + data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0 and len(data) < 4 * CHUNK:  # no line end yet: keep reading
-            rest = data
+        cut = buf.rfind(b"\n", base, end) + 1
+        if cut == 0 and end - base < 4 * CHUNK:  # no line end yet: keep reading
+            rest = bytes(buf[base:end])
             continue
         if cut == 0:  # a "line" this long is not a hash line: hand it on to be reported
-            cut = len(data)
-        rest = data[cut:]
-        yield data[:cut]
+            cut = end
+        rest = bytes(buf[cut:end])
+        yield memoryview(buf)[base:cut]
 
 
 class _LineFormat(HashSetFormat):
@@ -111,7 +127,7 @@ class _LineFormat(HashSetFormat):
             # plain reads, not a memory map, so the file's pages never count as ours
             window: deque[Future[_Parsed]] = deque()
             line_no = 1
-            for chunk in _chunks(fh):
+            for chunk in _chunks(fh, PARSE_THREADS + 2):  # at most PARSE_THREADS + 1 held
                 window.append(pool.submit(self._parse, chunk, width))
                 if len(window) > PARSE_THREADS:
                     line_no = self._emit(window.popleft().result(), line_no, sink)
@@ -125,7 +141,7 @@ class _LineFormat(HashSetFormat):
                 return len(m.group(2 if self.with_names else 1))
         return 32
 
-    def _parse(self, chunk: bytes, width: int) -> _Parsed:
+    def _parse(self, chunk: memoryview, width: int) -> _Parsed:
         """Split a chunk into lines and decode every well-formed one at once."""
         buf = np.frombuffer(chunk, dtype=np.uint8)
         starts, ends = line_bounds(buf)
@@ -155,7 +171,7 @@ class _LineFormat(HashSetFormat):
                 name_spans=parsed.spans,
             )
         for i, start, end in parsed.bad:
-            self.read_line(parsed.chunk[start:end], line_no + i, sink)
+            self.read_line(bytes(parsed.chunk[start:end]), line_no + i, sink)
         return line_no + parsed.lines
 
     def read_line(self, line: bytes, line_no: int, sink: EntrySink) -> None:

@@ -1,12 +1,14 @@
-/* examkit._lookup: the bulk hash-set lookup of `examkit hashset lookup`, compiled.
+/* examkit._hashset_native: compiled helpers of the hash-set library.
  *
- * One call reads the query lines, binary-searches each digest in the set's
+ * tsv(): the bulk lookup of `examkit hashset lookup`. One call reads the query lines, binary-searches each digest in the set's
  * memory-mapped sorted tables and writes the tab-separated answer, so that a
  * lookup needs neither numpy nor a Python loop over the queries. It gives the
  * same answer, byte for byte, as the numpy path in examkit.hashdb and
- * examkit.cli.lookup_output (tests/test_lookup_compiled.py compares them), and
+ * examkit.cli.lookup_output (tests/test_hashset_native.py compares them), and
  * declines (returns None) whenever that path would do something it does not:
  * a name that must pass the display gate, or an index whose files disagree.
+ *
+ * compact(): the names an import keeps, without the source lines around them.
  *
  * Every read of a table is bounds-checked against the length of its buffer.
  */
@@ -397,7 +399,57 @@ done:
     return result;
 }
 
+/* compact(blob, spans): the bytes the spans pick out of blob, end to end, and their
+ * spans in that new blob. spans: n (start, end) pairs of little-endian uint64. */
+static PyObject *compact(PyObject *self, PyObject *args) {
+    Py_buffer blob, spans;
+    PyObject *names = NULL, *places = NULL, *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*", &blob, &spans)) return NULL;
+    Py_ssize_t n = spans.len / 16, total = 0;
+    const unsigned char *in = spans.buf;
+    if (spans.len % 16) {
+        PyErr_SetString(PyExc_ValueError, "spans are (start, end) pairs of uint64");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t start = load_le64(in + 16 * i), end = load_le64(in + 16 * i + 8);
+        if (end > start) {
+            if (end > (uint64_t)blob.len) {
+                PyErr_SetString(PyExc_ValueError, "a span runs past the blob");
+                goto done;
+            }
+            total += (Py_ssize_t)(end - start);
+        }
+    }
+    names = PyBytes_FromStringAndSize(NULL, total);
+    places = PyBytes_FromStringAndSize(NULL, spans.len);
+    if (names == NULL || places == NULL) goto done;
+    char *out = PyBytes_AS_STRING(names);
+    unsigned char *at = (unsigned char *)PyBytes_AS_STRING(places);
+    uint64_t pos = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t start = load_le64(in + 16 * i), end = load_le64(in + 16 * i + 8);
+        uint64_t len = end > start ? end - start : 0, span[2] = {pos, pos + len};
+        memcpy(out + pos, (const char *)blob.buf + start, (size_t)len);
+        pos += len;
+        for (int k = 0; k < 2; k++) /* little-endian, whatever the machine */
+            for (int b = 0; b < 8; b++) at[16 * i + 8 * k + b] = (unsigned char)(span[k] >> (8 * b));
+    }
+    result = PyTuple_Pack(2, names, places);
+done:
+    Py_XDECREF(names);
+    Py_XDECREF(places);
+    PyBuffer_Release(&blob);
+    PyBuffer_Release(&spans);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"compact", compact, METH_VARARGS,
+     "compact(blob, spans) -> (names, spans)\n\n"
+     "The bytes that spans ((start, end) uint64 pairs) pick out of blob, end to end,\n"
+     "and their spans in that new blob (an empty span stays empty)."},
     {"tsv", tsv, METH_VARARGS,
      "tsv(data, tables, spans, blob, hide) -> (text or None, found, given, invalid)\n\n"
      "Look up every line of data (one hex digest a line) in tables: per algorithm\n"
@@ -409,13 +461,13 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "_lookup",
-    .m_doc = "Compiled bulk lookups (see examkit.fastlookup).",
+    .m_name = "_hashset_native",
+    .m_doc = "Compiled hash-set helpers (see examkit.native).",
     .m_size = -1,
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__lookup(void) {
+PyMODINIT_FUNC PyInit__hashset_native(void) {
     init_hex();
     return PyModule_Create(&module);
 }

@@ -1,4 +1,5 @@
-"""The compiled lookup (examkit/_lookup.c through examkit.fastlookup) against the numpy
+"""The compiled hash-set helpers (examkit/_hashset_native.c): the lookup (through
+examkit.fastlookup) against the numpy
 path, byte for byte, on sets and query files made to exercise every rule: case, blanks,
 CR/LF, bad hex, odd widths, three algorithms, digests listed many times, hidden and shown
 names, names that must pass the display gate (the helper declines them)."""
@@ -11,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from examkit import fastlookup
+from examkit import fastlookup, native
 from examkit.cli import lookup_lean, lookup_output
 from examkit.cli.app import main
 from examkit.errors import UsageError
 from examkit.hashset_folders import default_dir
 
 pytestmark = pytest.mark.skipif(
-    fastlookup.helper() is None, reason="examkit._lookup was not built (no C compiler)"
+    native.helper() is None, reason="examkit._hashset_native was not built (no C compiler)"
 )
 
 
@@ -190,3 +191,46 @@ def test_a_plain_lookup_process_never_imports_numpy(
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout == f"{md5}\tmd5\t/n\t\t\n", done.stderr
     assert "numpy imported: False" in done.stderr
+
+
+def test_compact_keeps_exactly_the_spans_bytes() -> None:
+    import numpy as np
+
+    module = native.helper()
+    assert module is not None
+    rng = random.Random(11)
+    blob = bytes(rng.randrange(256) for _ in range(5000))
+    spans = []
+    for _ in range(300):
+        a = rng.randrange(0, 5000)
+        spans.append((a, min(5000, a + rng.choice([0, 0, 1, 7, 40, 300]))))
+    spans.append((10, 3))  # an end before its start: no name
+    pairs = np.array(spans, "<u8")
+    names, places = module.compact(blob, pairs)
+    got = np.frombuffer(places, "<u8").reshape(-1, 2)
+    for (a, b), (x, y) in zip(spans, got.tolist(), strict=True):
+        assert names[x:y] == (blob[a:b] if b > a else b"")
+    assert len(names) == sum(max(0, b - a) for a, b in spans)
+    with pytest.raises(ValueError, match="past the blob"):
+        module.compact(b"abc", np.array([[1, 9]], "<u8"))
+
+
+def test_an_md5sum_import_keeps_the_names_and_not_the_source_around_them(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from examkit.hashdb import HashSetIndex
+
+    md5s = [hashlib.md5(b"c%d" % i).hexdigest() for i in range(4000)]
+    names = [f"/dir{i % 7}/name with spaces {i}.bin" for i in range(4000)]
+    source = tmp_path / "set.md5"
+    source.write_text("".join(f"{m}  {n}\n" for m, n in zip(md5s, names, strict=True)))
+    compact = _import(capsys, source, "compact", "known-good")
+    monkeypatch.setattr(native, "helper", lambda: None)  # as installed without a C compiler
+    source.write_text(source.read_text() + "\n")  # another file: imported again
+    plain = _import(capsys, source, "plain", "known-good")
+    size = (compact / "names.bin").stat().st_size
+    assert size == sum(len(n.encode()) for n in names)
+    assert (plain / "names.bin").stat().st_size == source.stat().st_size  # the whole source
+    everything = list(range(4000))
+    assert HashSetIndex(compact).columns(everything) == HashSetIndex(plain).columns(everything)
+    assert HashSetIndex(compact).columns(everything)[0] == [n.encode() for n in names]

@@ -1,4 +1,4 @@
-# The compiled bulk lookup (examkit/_lookup.c); used through examkit.fastlookup.
+# Compiled hash-set helpers (examkit/_hashset_native.c); used through examkit.native.
 def tsv(
     data: bytes,
     tables: tuple[object, object, object],
@@ -7,3 +7,4 @@ def tsv(
     hide: bool,
     /,
 ) -> tuple[bytes | None, int, int, int]: ...
+def compact(blob: object, spans: object, /) -> tuple[bytes, bytes]: ...
