@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-# Debian packages: libmagic for python-magic, g++ to build pdqhash (Meta's PDQ); TSK (fls, icat, hfind, fiwalk), ewf-tools and
+# Debian packages: libmagic for python-magic, g++ to build pdqhash (Meta's PDQ) and gcc for examkit's
+# hash-set helpers (examkit/_hashset_native.c); TSK (fls, icat, hfind, fiwalk), ewf-tools and
 # hashdeep are the independent oracles the tests compare against; ntfs-3g builds fresh NTFS
 # images; chromium renders the HTML report and poppler-utils' pdftotext reads the PDF one.
-APT_RUNTIME = libmagic1 g++
+APT_RUNTIME = libmagic1 gcc g++
 APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils qemu-utils
 
 .PHONY: demo test lint typecheck unit fixtures samples bench bench-scan bench-hashsets bench-hashsets-large bench-memory bench-perceptual fuzz apt-runtime apt-test clean
