@@ -17,6 +17,7 @@ import json
 import mmap
 import os
 from pathlib import Path
+from types import ModuleType
 
 from .hashset_folders import MANIFEST
 from .native import helper
@@ -51,10 +52,19 @@ def _map(path: Path) -> mmap.mmap | None:
 
 def compiled_tsv(folder: Path, data: bytes | mmap.mmap, show_names: bool) -> Answer | None:
     """Look up every line of ``data`` in the set at ``folder``; ``None`` when the numpy
-    path must answer instead (see the module's text)."""
+    path must answer instead (see the module's text). A set it cannot read (damaged,
+    unreadable) is left to the numpy path too, which reports it as it always has."""
     module = helper()
     if module is None:
         return None
+    try:
+        return _answer(module, folder, data, show_names)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _answer(module: ModuleType, folder: Path, data: bytes | mmap.mmap, show_names: bool
+            ) -> Answer | None:  # fmt: skip
     manifest = json.loads((folder / MANIFEST).read_text("utf-8"))
     columns = manifest["columns"]
     if columns.get("sizes") or columns.get("meta"):

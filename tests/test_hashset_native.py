@@ -234,3 +234,19 @@ def test_an_md5sum_import_keeps_the_names_and_not_the_source_around_them(
     everything = list(range(4000))
     assert HashSetIndex(compact).columns(everything) == HashSetIndex(plain).columns(everything)
     assert HashSetIndex(compact).columns(everything)[0] == [n.encode() for n in names]
+
+
+def test_a_damaged_set_is_left_to_the_numpy_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "d.md5"
+    source.write_text(hashlib.md5(b"d").hexdigest() + "  /d\n")
+    folder = _import(capsys, source, "d", "known-good")
+    data = (hashlib.md5(b"d").hexdigest() + "\n").encode()
+    assert fastlookup.compiled_tsv(folder, data, False) is not None
+    (folder / "names.spans").write_bytes(b"\x00" * 8 + b"\xff" * 8)  # past the names file
+    assert fastlookup.compiled_tsv(folder, data, False) is None
+    (folder / "md5.entries").unlink()  # a file missing: declined too, never raised
+    assert fastlookup.compiled_tsv(folder, data, False) is None
+    (folder / "manifest.json").write_text("{not json")
+    assert fastlookup.compiled_tsv(folder, data, False) is None
