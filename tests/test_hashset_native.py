@@ -30,6 +30,13 @@ def _import(capsys: pytest.CaptureFixture[str], path: Path, name: str, kind: str
     return default_dir() / name
 
 
+def _one_entry_set(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str) -> Path:
+    """A known-good md5sum set called ``name`` holding MD5(name) as ``/name``."""
+    source = tmp_path / f"{name}.md5"
+    source.write_text(f"{hashlib.md5(name.encode()).hexdigest()}  /{name}\n")
+    return _import(capsys, source, name, "known-good")
+
+
 def _both(capsys: pytest.CaptureFixture[str], folder: Path, data: bytes, show: bool
           ) -> tuple[tuple[int, str, str], tuple[int, str, str], bool]:  # fmt: skip
     """(compiled answer, numpy answer, whether the helper answered): code, out, err."""
@@ -156,9 +163,7 @@ def test_names_to_escape_are_left_to_the_display_gate(
 def test_errors_are_those_of_the_numpy_path(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    source = tmp_path / "one.md5"
-    source.write_text(hashlib.md5(b"1").hexdigest() + "  /one\n")
-    folder = _import(capsys, source, "one", "known-good")
+    folder = _one_entry_set(capsys, tmp_path, "one")
     with pytest.raises(UsageError, match="no hashes given"):
         lookup_lean.run_lookup("one", [" ", ""], None, False, folder.parent, False)
     with pytest.raises(UsageError, match="no hash set named"):
@@ -177,9 +182,7 @@ def test_a_plain_lookup_process_never_imports_numpy(
     import sys
 
     md5 = hashlib.md5(b"n").hexdigest()
-    source = tmp_path / "n.md5"
-    source.write_text(f"{md5}  /n\n")
-    folder = _import(capsys, source, "n", "known-good")
+    folder = _one_entry_set(capsys, tmp_path, "n")
     probe = (
         "import sys; from examkit.cli.entry import main; code = main(sys.argv[1:]);"
         " sys.stderr.write('numpy imported: %s' % ('numpy' in sys.modules))"
@@ -239,9 +242,7 @@ def test_an_md5sum_import_keeps_the_names_and_not_the_source_around_them(
 def test_a_damaged_set_is_left_to_the_numpy_path(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    source = tmp_path / "d.md5"
-    source.write_text(hashlib.md5(b"d").hexdigest() + "  /d\n")
-    folder = _import(capsys, source, "d", "known-good")
+    folder = _one_entry_set(capsys, tmp_path, "d")
     data = (hashlib.md5(b"d").hexdigest() + "\n").encode()
     assert fastlookup.compiled_tsv(folder, data, False) is not None
     (folder / "names.spans").write_bytes(b"\x00" * 8 + b"\xff" * 8)  # past the names file
