@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import native
 from .hashdb import digest_dtype, prefixes
 from .hashformat import DIGESTS, PERCEPTUAL, MalformedInput
 
@@ -223,9 +224,7 @@ def _compacted(
     """Only the bytes the spans pick out of ``blob``, end to end, with their new spans: the
     md5sum loader hands over whole chunks of the source, and the digests between the names
     need not be stored twice. Left as they are without the compiled helper."""
-    from .native import helper
-
-    module = helper()
+    module = native.helper()
     if module is None or len(spans) == 0:
         return blob, spans
     lengths = spans[:, 1].astype(np.int64) - spans[:, 0].astype(np.int64)

@@ -251,3 +251,30 @@ def test_a_damaged_set_is_left_to_the_numpy_path(
     assert fastlookup.compiled_tsv(folder, data, False) is None
     (folder / "manifest.json").write_text("{not json")
     assert fastlookup.compiled_tsv(folder, data, False) is None
+
+
+def test_text_pieces_end_at_line_ends_whatever_the_chunk_edges(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The reused read buffers of the text loaders: with tiny chunks, lines that cross
+    chunk edges, a line longer than several chunks and a BOM, the pieces held at once
+    (as many as the loader holds) are the file's lines, each whole, in order."""
+    from examkit_plugins.hashsets import text
+
+    monkeypatch.setattr(text, "CHUNK", 64)
+    monkeypatch.setattr(text, "LINE_SLACK", 16)
+    rng = random.Random(5)
+    lines = [b"x" * rng.choice([0, 1, 30, 63, 64, 65, 100]) for _ in range(300)]
+    lines[1] = lines[150] = b"y" * 200  # more than three chunks, more than the slack
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")
+    held: list[memoryview] = []
+    seen: list[bytes] = []
+    with open(path, "rb") as fh:
+        for piece in text._chunks(fh, 4):
+            held.append(piece)
+            assert bytes(piece).endswith(b"\n")
+            if len(held) > 3:  # still intact when the reader holds three
+                seen.append(bytes(held.pop(0)))
+    seen += [bytes(p) for p in held]
+    assert b"".join(seen) == b"\n".join(lines) + b"\n"

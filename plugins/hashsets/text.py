@@ -83,19 +83,21 @@ def _chunks(fh: BinaryIO, ring: int) -> Iterator[memoryview]:
     fault every 4 KiB): a piece stays valid until ``ring - 1`` more have been taken,
     so the caller holds at most that many. Only the unfinished last line is copied,
     to the start of the next buffer; an unusually long one gets a buffer of its own.
+    The next ring buffer is used only once a piece of the last one has been handed
+    out (a read that found no line end leaves nothing in its buffer).
     """
     buffers: list[bytearray] = []
     rest = b""
     first = True
-    taken = 0
+    slot = 0
     while True:
-        if len(rest) > LINE_SLACK:
+        from_ring = len(rest) <= LINE_SLACK
+        if not from_ring:
             buf = bytearray(len(rest) + CHUNK)
         else:
             if len(buffers) < ring:
                 buffers.append(bytearray(CHUNK + LINE_SLACK))
-            buf = buffers[taken % ring]
-        taken += 1
+            buf = buffers[slot % ring]
         buf[: len(rest)] = rest
         end = len(rest) + fh.readinto(memoryview(buf)[len(rest) : len(rest) + CHUNK])
         base = 3 if first and buf.startswith(b"\xef\xbb\xbf") else 0
@@ -111,6 +113,7 @@ def _chunks(fh: BinaryIO, ring: int) -> Iterator[memoryview]:
         if cut == 0:  # a "line" this long is not a hash line: hand it on to be reported
             cut = end
         rest = bytes(buf[cut:end])
+        slot += from_ring
         yield memoryview(buf)[base:cut]
 
 
