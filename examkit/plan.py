@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +27,7 @@ from .plugins import Registry
 from .walk import FileSystemWalker, find_volumes, open_filesystem
 
 BATCH = 5000
+COMMIT_SECONDS = 0.2  # a batch is committed at least this often: hashing follows the listing
 _FILE_COLUMNS = (
     "evidence_id", "volume_id", "filesystem_id", "seq", "path", "name", "path_bytes",
     "name_bytes", "stream", "attr_type", "attr_id", "inode", "meta_type", "size", "allocated",
@@ -70,6 +72,7 @@ def _insert_entries(
     count = 0
     batch: list[tuple[object, ...]] = []
     error = None
+    since = time.monotonic()
     iterator = iter(entries)
     while True:
         try:
@@ -82,12 +85,12 @@ def _insert_entries(
         batch.append(_file_row(evidence_id, volume_id, fs_id, entry))
         count += 1
         heartbeat()  # a long walk that progresses is not a hang
-        if len(batch) >= BATCH:
+        if len(batch) >= BATCH or time.monotonic() - since >= COMMIT_SECONDS:
             with case.transaction() as conn:
                 conn.executemany(_INSERT_FILE, batch)
             if progress:
                 progress.listed(len(batch))
-            batch = []
+            batch, since = [], time.monotonic()
     if batch:
         with case.transaction() as conn:
             conn.executemany(_INSERT_FILE, batch)
@@ -264,6 +267,22 @@ class _Listing:
             )
 
 
+def clear_listing(case: Case, evidence_id: str) -> None:
+    """Remove the leftovers of a listing that was interrupted (it is listed again from
+    scratch), with what was hashed and matched of them meanwhile."""
+    with case.transaction() as conn:
+        conn.execute(
+            "DELETE FROM matches WHERE file_id IN"
+            " (SELECT file_id FROM files WHERE evidence_id = ?)",
+            (evidence_id,),
+        )
+        for table in ("files", "filesystems", "volumes"):
+            conn.execute(f"DELETE FROM {table} WHERE evidence_id = ?", (evidence_id,))
+        conn.execute(
+            "UPDATE evidence SET scan_status = 'planning' WHERE evidence_id = ?", (evidence_id,)
+        )
+
+
 def plan_evidence(
     case: Case,
     registry: Registry,
@@ -273,13 +292,7 @@ def plan_evidence(
     options: ListingOptions | None = None,
 ) -> None:
     """Record every volume, file system and entry of one evidence item as pending work."""
-    with case.transaction() as conn:
-        # leftovers of a listing that was interrupted are listed again from scratch
-        for table in ("files", "filesystems", "volumes"):
-            conn.execute(f"DELETE FROM {table} WHERE evidence_id = ?", (evidence_id,))
-        conn.execute(
-            "UPDATE evidence SET scan_status = 'planning' WHERE evidence_id = ?", (evidence_id,)
-        )
+    clear_listing(case, evidence_id)
     listing = _Listing(case, registry, evidence_id, options or ListingOptions(), progress)
     volumes = find_volumes(media, registry.volume_systems)
     listing.next_index = max((v.index for v in volumes), default=-1) + 1

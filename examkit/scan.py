@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -13,40 +13,30 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import custody
-from .case import Case, dumps
+from .case import Case
 from .clock import utc_now
+from .dispatch import Dispatch, hash_pending
 from .errors import EvidenceError, ExamkitError, UsageError
 from .evidence import ALGORITHMS, open_media, verify
 from .executors import ClusterExecutor, default_workers, local_executor, map_path
-from .hashing import COLUMN_DIGESTS
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
 from .interrupts import RunSignals
 from .isolation import STALL_SECONDS, IsolatedPool, WorkerDied
 from .layers import Unlock
 from .locking import case_lock
-from .matching import FileDigests, Matcher, NearOptions, match_case, use_sets, write_matches
-from .members import image_columns, record_members
+from .matching import Matcher, NearOptions, match_case, use_sets
 from .models import (
-    ERROR,
-    OK,
     EvidenceSummary,
     HashSetInfo,
-    MatchCounts,
     ScanSummary,
-    StreamResult,
-    StreamTask,
     Verification,
-    WorkUnit,
 )
-from .perceptual import near_values
-from .plan import ListingOptions, mark_snapshot_copies, plan_evidence
+from .plan import ListingOptions, clear_listing, mark_snapshot_copies, plan_evidence
 from .plugins import Registry, registry
 from .query import grouped_counts
 from .runs import check_unchanged, finish_run, start_run
-from .worker import hash_unit, hash_whole_media, list_evidence
-
-PAGE = 5000
+from .worker import hash_whole_media, list_evidence
 
 
 class ScanInterrupted(ExamkitError):
@@ -54,7 +44,11 @@ class ScanInterrupted(ExamkitError):
 
 
 class Progress(Protocol):
-    """What the scan reports as it goes (the CLI draws it; the library draws nothing)."""
+    """What the scan reports as it goes (the CLI draws it; the library draws nothing).
+
+    ``listed`` and ``hashed`` give counts since the last call. Hashing starts on what is
+    listed while the listing goes on, so ``hashed`` may come in the listing phase; the
+    totals of the hashing phase include what was hashed then."""
 
     def phase(self, name: str, evidence_id: str, files: int, nbytes: int) -> None: ...
     def listed(self, entries: int) -> None: ...
@@ -229,6 +223,7 @@ def _scan_one(
     progress: Progress | None,
     matcher: Matcher,
 ) -> None:
+    job: Future[int] | None = None
     with _reading(), open_media(item.container, item.paths) as media:
         row = case.evidence(item.evidence_id)
         if row is None:
@@ -243,9 +238,18 @@ def _scan_one(
             listing = ListingOptions(options.unlocks, options.shadow_copies, options.fs_backends,
                                      examiner)  # fmt: skip
             if isinstance(executor, IsolatedPool):  # TSK walks corrupt metadata in a worker
-                _list_isolated(case, item, executor, progress, listing)
+                clear_listing(case, item.evidence_id)
+                job = executor.submit(list_evidence, str(case.path), item.evidence_id,
+                                      item.container.name, tuple(str(p) for p in item.paths),
+                                      listing)  # fmt: skip
             else:
                 plan_evidence(case, reg, item.evidence_id, media, progress, listing)
+    dispatch = Dispatch(case, run_id, executor, options, progress, matcher)
+    after = 0
+    if job is not None:  # hashing starts on what is listed while the listing goes on
+        after = dispatch.follow(job, item, options)
+        with _reading():
+            _listing_ended(job, dispatch.listed, progress)
     paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
     media_job: Future[dict[str, str]] | None = None
     if options.verify_media:  # verified as the run starts, read alongside the hashing
@@ -254,7 +258,7 @@ def _scan_one(
         counts = match_case(case, matcher, run_id, item.evidence_id, before_run=run_id)
         if progress and (counts.flagged or counts.known_good):
             progress.matched(counts.flagged, counts.known_good)
-    _hash_pending(case, run_id, item, executor, options, progress, matcher)
+    hash_pending(dispatch, item, options, after)
     if options.shadow_copies:
         mark_snapshot_copies(case, item.evidence_id)
     if media_job is not None:
@@ -289,166 +293,8 @@ def _set_expected(
         )
 
 
-_TASK_COLUMNS = (
-    "SELECT f.file_id, fs.walker, fs.offset, f.inode, f.attr_type, f.attr_id, f.size,"
-    " coalesce(f.stream, f.name), v.chain FROM files f JOIN filesystems fs"
-    " ON fs.filesystem_id = f.filesystem_id JOIN volumes v ON v.volume_id = fs.volume_id"
-    " WHERE f.evidence_id = ? AND f.status = 'pending'"
-)
-
-
-def _pending_tasks(case: Case, evidence_id: str, below: int) -> Iterator[StreamTask]:
-    """Pending streams smaller than ``below`` bytes, in file order (read a page at a time)."""
-    last = 0
-    while True:
-        rows = case.conn.execute(
-            _TASK_COLUMNS
-            + " AND coalesce(f.size, 0) < ? AND f.file_id > ? ORDER BY f.file_id LIMIT ?",
-            (evidence_id, below, last, PAGE),
-        ).fetchall()
-        if not rows:
-            return
-        for row in rows:
-            yield StreamTask(*row)
-        last = rows[-1][0]
-
-
-def _units(case: Case, item: EvidenceSet, options: ScanOptions) -> Iterator[WorkUnit]:
-    """Work units: first each stream of ``unit_bytes`` or more on its own, largest first (a
-    big file hashed last would leave the other workers idle while it ends: its digests
-    cannot be split), then the others in file order, cut by bytes and by count."""
-    paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
-    large = case.conn.execute(
-        _TASK_COLUMNS + " AND f.size >= ? ORDER BY f.size DESC, f.file_id",
-        (item.evidence_id, options.unit_bytes),
-    ).fetchall()
-    for row in large:
-        yield WorkUnit(item.container.name, paths, (StreamTask(*row),), options.perceptual,
-                       options.archive_depth, options.unlocks)  # fmt: skip
-    tasks: list[StreamTask] = []
-    size = 0
-    for task in _pending_tasks(case, item.evidence_id, options.unit_bytes):
-        tasks.append(task)
-        size += task.size
-        if size >= options.unit_bytes or len(tasks) >= options.unit_files:
-            yield WorkUnit(item.container.name, paths, tuple(tasks), options.perceptual,
-                           options.archive_depth, options.unlocks)  # fmt: skip
-            tasks, size = [], 0
-    if tasks:
-        yield WorkUnit(item.container.name, paths, tuple(tasks), options.perceptual,
-                       options.archive_depth, options.unlocks)  # fmt: skip
-
-
-_UPDATE = (
-    "UPDATE files SET status = ?, bytes_read = ?, md5 = ?, sha1 = ?, sha256 = ?, digests = ?,"
-    " mime = ?, extension_mismatch = ?, error = ?, run_id = ?, pdq = ?, pdq_quality = ?,"
-    " phash = ?, dhash = ?, image_status = ?, image_detail = ?, image_width = ?,"
-    " image_height = ?, image_hashes = ? WHERE file_id = ?"
-)
-
-
-def _write(
-    case: Case, run_id: int, results: Sequence[StreamResult], matcher: Matcher
-) -> MatchCounts:
-    """Record a batch of results and their hash-set matches in one transaction."""
-    rows = []
-    for r in results:
-        extra = {k: v for k, v in r.digests.items() if k not in COLUMN_DIGESTS}
-        rows.append(
-            (
-                r.status, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
-                r.digests.get("sha256"), dumps(extra) if extra else None, r.mime,
-                r.extension_mismatch, r.error, run_id, *image_columns(r.image), r.file_id,
-            )
-        )  # fmt: skip
-    hashed = [
-        FileDigests(r.file_id, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
-                    r.digests.get("sha256"), *near_values(r.image))
-        for r in results
-        if r.status == OK
-    ]  # fmt: skip
-    with case.transaction() as conn:
-        conn.executemany(_UPDATE, rows)
-        for r in results:  # archive members become rows of their own, matched like files
-            if r.archive is not None:
-                hashed += record_members(conn, r.file_id, r.archive, run_id)
-        return write_matches(conn, matcher.rows(hashed, run_id) if matcher else [])
-
-
-def _hash_pending(
-    case: Case,
-    run_id: int,
-    item: EvidenceSet,
-    executor: Executor,
-    options: ScanOptions,
-    progress: Progress | None,
-    matcher: Matcher,
-) -> None:
-    files, nbytes = case.conn.execute(
-        "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE evidence_id = ?"
-        " AND status = 'pending'",
-        (item.evidence_id,),
-    ).fetchone()
-    if progress:
-        progress.phase("hashing", item.evidence_id, files, nbytes)
-    slots = getattr(executor, "workers", options.workers)  # a cluster reports its threads
-    limit = max(2, 2 * max(1, slots))
-    in_flight: dict[Future[list[StreamResult]], WorkUnit] = {}
-
-    def drain(block_until: int) -> None:
-        while len(in_flight) > block_until:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                unit = in_flight.pop(future)
-                try:
-                    results = future.result()
-                except WorkerDied as exc:  # a crash or a hang in the evidence libraries
-                    if len(unit.tasks) > 1:  # retried file by file: only the culprit is lost
-                        for task in unit.tasks:
-                            single = WorkUnit(
-                                unit.container,
-                                unit.paths,
-                                (task,),
-                                unit.perceptual,
-                                unit.archive_depth,
-                            )
-                            in_flight[executor.submit(hash_unit, single)] = single
-                        continue
-                    (task,) = unit.tasks
-                    reason = f"{exc.reason} while reading this file"
-                    results = [StreamResult(task.file_id, ERROR, 0, error=reason)]
-                except Exception as exc:
-                    # a local worker that died, or a unit that killed every cluster worker
-                    # it was given to (Dask's KilledWorker, after its allowed failures)
-                    if not (isinstance(exc, BrokenProcessPool)
-                            or type(exc).__name__ == "KilledWorker"):  # fmt: skip
-                        raise
-                    raise EvidenceError(
-                        "a worker process died while reading the evidence",
-                        "run again with --resume; what was hashed is kept",
-                    ) from exc
-                counts = _write(case, run_id, results, matcher)
-                if progress:
-                    progress.hashed(len(results), unit.size)
-                    if counts.flagged or counts.known_good:
-                        progress.matched(counts.flagged, counts.known_good)
-
-    for unit in _units(case, item, options):
-        drain(limit - 1)
-        in_flight[executor.submit(hash_unit, unit)] = unit
-    drain(0)
-
-
-def _list_isolated(
-    case: Case,
-    item: EvidenceSet,
-    executor: IsolatedPool,
-    progress: Progress | None,
-    listing: ListingOptions,
-) -> None:
-    """The listing in a worker of the pool; a crash or hang there fails this evidence item."""
-    job = executor.submit(list_evidence, str(case.path), item.evidence_id, item.container.name,
-                          tuple(str(p) for p in item.paths), listing)  # fmt: skip
+def _listing_ended(job: Future[int], reported: int, progress: Progress | None) -> None:
+    """The listing worker's outcome: a crash or hang there fails this evidence item."""
     try:
         listed = job.result()
     except WorkerDied as exc:
@@ -456,8 +302,8 @@ def _list_isolated(
             f"listing the file systems failed: {exc.reason}",
             "the file-system metadata is corrupt; what was listed before is kept",
         ) from exc
-    if progress:
-        progress.listed(listed)
+    if progress and listed > reported:  # the entries that are not hashed (folders, ...)
+        progress.listed(listed - reported)
 
 
 @contextmanager

@@ -198,7 +198,8 @@ def list_evidence(
 ) -> int:
     """List every volume, file system and entry of one evidence item into the case (in a
     worker: a crash or a hang of The Sleuth Kit on corrupt metadata costs this listing, not
-    the scan). The parent holds the case's lock and writes nothing meanwhile."""
+    the scan). The parent holds the case's lock; meanwhile it writes only the results of
+    the entries already listed, which it hands out to the other workers."""
     from .case import Case
     from .plan import plan_evidence
 

@@ -1,0 +1,259 @@
+"""Work units out to the executor, results back into the case: the scan's hashing phase.
+
+The parent cuts the pending streams into units (``units``), keeps a bounded number in
+flight and writes each unit's results, with their hash-set matches, in one transaction
+(``Dispatch``). While a listing worker is still recording entries, ``Dispatch.follow``
+hands out the entries it has committed so far, so hashing starts before listing ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from .case import Case, dumps
+from .errors import EvidenceError
+from .executors import map_path
+from .hashing import COLUMN_DIGESTS
+from .intake import EvidenceSet
+from .isolation import WorkerDied
+from .matching import FileDigests, Matcher, write_matches
+from .members import image_columns, record_members
+from .models import ERROR, OK, MatchCounts, StreamResult, StreamTask, WorkUnit
+from .perceptual import near_values
+from .worker import hash_unit
+
+if TYPE_CHECKING:
+    from .scan import Progress, ScanOptions
+
+PAGE = 5000
+POLL_SECONDS = 0.1  # how often newly listed entries are looked for while listing runs
+
+_TASK_COLUMNS = (
+    "SELECT f.file_id, fs.walker, fs.offset, f.inode, f.attr_type, f.attr_id, f.size,"
+    " coalesce(f.stream, f.name), v.chain FROM files f JOIN filesystems fs"
+    " ON fs.filesystem_id = f.filesystem_id JOIN volumes v ON v.volume_id = fs.volume_id"
+    " WHERE f.evidence_id = ? AND f.status = 'pending'"
+)
+
+
+def pending_tasks(case: Case, evidence_id: str, below: int, after: int = 0) -> Iterator[StreamTask]:
+    """Pending streams smaller than ``below`` bytes with ids above ``after``, in file order
+    (read a page at a time)."""
+    last = after
+    while True:
+        rows = case.conn.execute(
+            _TASK_COLUMNS
+            + " AND coalesce(f.size, 0) < ? AND f.file_id > ? ORDER BY f.file_id LIMIT ?",
+            (evidence_id, below, last, PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield StreamTask(*row)
+        last = rows[-1][0]
+
+
+class _Cutter:
+    """Cuts streams into work units: a stream of ``unit_bytes`` or more alone, the others
+    together up to ``unit_bytes`` or ``unit_files``."""
+
+    def __init__(self, item: EvidenceSet, options: ScanOptions) -> None:
+        self.item, self.options = item, options
+        self.paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
+        self.tasks: list[StreamTask] = []
+        self.size = 0
+
+    def unit(self, tasks: Sequence[StreamTask]) -> WorkUnit:
+        o = self.options
+        return WorkUnit(self.item.container.name, self.paths, tuple(tasks), o.perceptual,
+                        o.archive_depth, o.unlocks)  # fmt: skip
+
+    def add(self, task: StreamTask) -> WorkUnit | None:
+        """A unit once ``task`` completes one (large streams are units of their own)."""
+        if task.size >= self.options.unit_bytes:
+            return self.unit((task,))
+        self.tasks.append(task)
+        self.size += task.size
+        if self.size >= self.options.unit_bytes or len(self.tasks) >= self.options.unit_files:
+            return self.flush()
+        return None
+
+    def flush(self) -> WorkUnit | None:
+        if not self.tasks:
+            return None
+        unit = self.unit(self.tasks)
+        self.tasks, self.size = [], 0
+        return unit
+
+
+def units(
+    case: Case, item: EvidenceSet, options: ScanOptions, after: int = 0
+) -> Iterator[WorkUnit]:
+    """Work units of the pending streams with ids above ``after``: first each stream of
+    ``unit_bytes`` or more on its own, largest first (a big file hashed last would leave
+    the other workers idle while it ends: its digests cannot be split), then the others in
+    file order, cut by bytes and by count."""
+    cutter = _Cutter(item, options)
+    large = case.conn.execute(
+        _TASK_COLUMNS + " AND f.size >= ? AND f.file_id > ? ORDER BY f.size DESC, f.file_id",
+        (item.evidence_id, options.unit_bytes, after),
+    ).fetchall()
+    for row in large:
+        yield cutter.unit((StreamTask(*row),))
+    for task in pending_tasks(case, item.evidence_id, options.unit_bytes, after):
+        unit = cutter.add(task)
+        if unit is not None:
+            yield unit
+    last = cutter.flush()
+    if last is not None:
+        yield last
+
+
+_UPDATE = (
+    "UPDATE files SET status = ?, bytes_read = ?, md5 = ?, sha1 = ?, sha256 = ?, digests = ?,"
+    " mime = ?, extension_mismatch = ?, error = ?, run_id = ?, pdq = ?, pdq_quality = ?,"
+    " phash = ?, dhash = ?, image_status = ?, image_detail = ?, image_width = ?,"
+    " image_height = ?, image_hashes = ? WHERE file_id = ?"
+)
+
+
+def write_results(
+    case: Case, run_id: int, results: Sequence[StreamResult], matcher: Matcher
+) -> MatchCounts:
+    """Record a batch of results and their hash-set matches in one transaction."""
+    rows = []
+    for r in results:
+        extra = {k: v for k, v in r.digests.items() if k not in COLUMN_DIGESTS}
+        rows.append(
+            (
+                r.status, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
+                r.digests.get("sha256"), dumps(extra) if extra else None, r.mime,
+                r.extension_mismatch, r.error, run_id, *image_columns(r.image), r.file_id,
+            )
+        )  # fmt: skip
+    hashed = [
+        FileDigests(r.file_id, r.bytes_read, r.digests.get("md5"), r.digests.get("sha1"),
+                    r.digests.get("sha256"), *near_values(r.image))
+        for r in results
+        if r.status == OK
+    ]  # fmt: skip
+    with case.transaction() as conn:
+        conn.executemany(_UPDATE, rows)
+        for r in results:  # archive members become rows of their own, matched like files
+            if r.archive is not None:
+                hashed += record_members(conn, r.file_id, r.archive, run_id)
+        return write_matches(conn, matcher.rows(hashed, run_id) if matcher else [])
+
+
+class Dispatch:
+    """Units in flight on the executor (at most two per worker); each unit's results are
+    written as it comes back."""
+
+    def __init__(
+        self,
+        case: Case,
+        run_id: int,
+        executor: Executor,
+        options: ScanOptions,
+        progress: Progress | None,
+        matcher: Matcher,
+    ) -> None:
+        self.case, self.run_id, self.executor = case, run_id, executor
+        self.progress, self.matcher = progress, matcher
+        slots = getattr(executor, "workers", options.workers)  # a cluster reports its threads
+        self.limit = max(2, 2 * max(1, slots))
+        self.in_flight: dict[Future[list[StreamResult]], WorkUnit] = {}
+        self.done_files = self.done_bytes = 0  # streams hashed and recorded
+        self.listed = 0  # entries reported listed by ``follow``
+
+    def submit(self, unit: WorkUnit) -> None:
+        self.drain(self.limit - 1)
+        self.in_flight[self.executor.submit(hash_unit, unit)] = unit
+
+    def drain(self, block_until: int) -> None:
+        """Write results until at most ``block_until`` units are in flight."""
+        while len(self.in_flight) > block_until:
+            done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._finished(future, self.in_flight.pop(future))
+
+    def follow(self, listing: Future[Any], item: EvidenceSet, options: ScanOptions) -> int:
+        """Hand out the entries a running listing has committed, until it ends; returns the
+        highest file id handed out (every pending entry up to it is in a unit). The
+        pending entries seen are reported as listed.
+
+        If the listing failed, the units handed out are waited for before this returns."""
+        cutter, last = _Cutter(item, options), 0
+        while True:
+            ended = listing.done()  # looked at first: then the rows read below are all there
+            seen = 0
+            for task in pending_tasks(self.case, item.evidence_id, 1 << 62, last):
+                last, seen = task.file_id, seen + 1
+                unit = cutter.add(task)
+                if unit is not None:
+                    self.submit(unit)
+            if seen and self.progress:
+                self.progress.listed(seen)
+            self.listed += seen
+            if ended:
+                unit = cutter.flush()
+                if unit is not None:
+                    self.submit(unit)
+                if listing.exception() is not None:
+                    self.drain(0)
+                return last
+            wait([*self.in_flight, listing], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            for future in [f for f in self.in_flight if f.done()]:
+                self._finished(future, self.in_flight.pop(future))
+
+    def _finished(self, future: Future[list[StreamResult]], unit: WorkUnit) -> None:
+        try:
+            results = future.result()
+        except WorkerDied as exc:  # a crash or a hang in the evidence libraries
+            if len(unit.tasks) > 1:  # retried file by file: only the culprit is lost
+                for task in unit.tasks:
+                    single = replace(unit, tasks=(task,))
+                    self.in_flight[self.executor.submit(hash_unit, single)] = single
+                return
+            (task,) = unit.tasks
+            reason = f"{exc.reason} while reading this file"
+            results = [StreamResult(task.file_id, ERROR, 0, error=reason)]
+        except Exception as exc:
+            # a local worker that died, or a unit that killed every cluster worker
+            # it was given to (Dask's KilledWorker, after its allowed failures)
+            if not (isinstance(exc, BrokenProcessPool)
+                    or type(exc).__name__ == "KilledWorker"):  # fmt: skip
+                raise
+            raise EvidenceError(
+                "a worker process died while reading the evidence",
+                "run again with --resume; what was hashed is kept",
+            ) from exc
+        counts = write_results(self.case, self.run_id, results, self.matcher)
+        self.done_files += len(results)
+        self.done_bytes += unit.size
+        if self.progress:
+            self.progress.hashed(len(results), unit.size)
+        if self.progress and (counts.flagged or counts.known_good):
+            self.progress.matched(counts.flagged, counts.known_good)
+
+
+def hash_pending(
+    dispatch: Dispatch, item: EvidenceSet, options: ScanOptions, after: int = 0
+) -> None:
+    """Hash every pending stream of ``item`` with an id above ``after`` (those up to it are
+    already handed out, by ``Dispatch.follow``) and wait for all of them."""
+    files, nbytes = dispatch.case.conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE evidence_id = ?"
+        " AND status = 'pending'",
+        (item.evidence_id,),
+    ).fetchone()
+    if dispatch.progress:  # the totals count what was hashed while listing
+        dispatch.progress.phase("hashing", item.evidence_id, files + dispatch.done_files,
+                                nbytes + dispatch.done_bytes)  # fmt: skip
+    for unit in units(dispatch.case, item, options, after):
+        dispatch.submit(unit)
+    dispatch.drain(0)
