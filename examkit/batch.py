@@ -95,20 +95,28 @@ class _Progress:
         self.events, self.case, self.evidence_id = events, case, evidence_id
         self.interval = interval
         self.files = self.nbytes = self.done_files = self.done_bytes = 0
+        self.early_files = self.early_bytes = 0  # hashed while the listing went on
         self.flagged = self.known_good = 0
         self.phase_name = ""
         self._last = 0.0
 
     def phase(self, name: str, evidence_id: str, files: int, nbytes: int) -> None:
         self.phase_name, self.files, self.nbytes = name, files, nbytes
-        self.done_files = self.done_bytes = 0
+        self.done_files, self.done_bytes = (
+            (self.early_files, self.early_bytes) if name == "hashing" else (0, 0)
+        )
+        self.early_files = self.early_bytes = 0
         self._emit(force=True)
 
     def listed(self, entries: int) -> None:
-        self.done_files = entries
+        self.done_files += entries
         self._emit()
 
     def hashed(self, files: int, nbytes: int) -> None:
+        if self.phase_name == "listing":  # counted in the hashing phase's totals
+            self.early_files += files
+            self.early_bytes += nbytes
+            return
         self.done_files += files
         self.done_bytes += nbytes
         self._emit()

@@ -53,8 +53,11 @@ class RichProgress:
             transient=False,
         )
         self.task: TaskID | None = None
+        self.phase_name = ""
         self.bytes_done = 0
         self.bytes_total = 0
+        self.files_done = self.files_total = 0
+        self.early_files = self.early_bytes = 0  # hashed while the listing went on
         self.flagged = 0
         self.known_good = 0
 
@@ -68,18 +71,28 @@ class RichProgress:
     def phase(self, name: str, evidence_id: str, files: int, nbytes: int) -> None:
         if self.task is not None:
             self.bar.stop_task(self.task)
+        self.phase_name = name
         label = f"{name} {safe_text(evidence_id)}"
         self.bytes_done, self.bytes_total = 0, nbytes
+        self.files_total, self.files_done = files, 0
         # the bar measures bytes when hashing (rate, ETA) and entries when listing
         total = nbytes if name == "hashing" else None
         self.task = self.bar.add_task(label, total=total, done_bytes="", hits=self._hits())
-        self.files_total = files
-        self.files_done = 0
+        early = (self.early_files, self.early_bytes)
+        self.early_files = self.early_bytes = 0
+        if name == "hashing" and early[0]:  # what was hashed while listing is done
+            self.hashed(*early)
 
     def listed(self, entries: int) -> None:
         if self.task is not None:
             self.files_done += entries
-            self.bar.update(self.task, advance=0, done_bytes=f"{self.files_done:,} entries")
+            self.bar.update(self.task, advance=0, done_bytes=self._listing_text())
+
+    def _listing_text(self) -> str:
+        text = f"{self.files_done:,} entries"
+        if self.early_files:
+            text += f" · {self.early_files:,} hashed"
+        return text
 
     def matched(self, flagged: int, known_good: int) -> None:
         """Hit counts only: nothing about which files matched is ever drawn."""
@@ -95,6 +108,11 @@ class RichProgress:
 
     def hashed(self, files: int, nbytes: int) -> None:
         if self.task is None:
+            return
+        if self.phase_name == "listing":  # hashing has started on what is listed
+            self.early_files += files
+            self.early_bytes += nbytes
+            self.bar.update(self.task, advance=0, done_bytes=self._listing_text())
             return
         self.files_done += files
         self.bytes_done += nbytes
