@@ -1,0 +1,185 @@
+"""Hashing follows a running listing: ``Dispatch.follow`` hands out the entries listed so
+far, each once, and the results equal a scan that hashed after the listing ended."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from examkit.case import Case
+from examkit.dispatch import Dispatch, hash_pending
+from examkit.executors import InlineExecutor
+from examkit.intake import resolve_sets
+from examkit.matching import Matcher
+from examkit.plan import clear_listing
+from examkit.plugins import registry
+from examkit.scan import ScanOptions
+from tests.conftest import do_scan, query
+from tests.test_matching import import_sets, write_nsrl_v3, write_vics2
+
+RESULT = "status, bytes_read, md5, sha1, sha256, mime, extension_mismatch"
+RESET = (
+    "UPDATE files SET status = 'pending', bytes_read = NULL, md5 = NULL, sha1 = NULL,"
+    " sha256 = NULL, mime = NULL, extension_mismatch = NULL, run_id = NULL"
+    " WHERE bytes_read IS NOT NULL"
+)
+
+
+class Recording(InlineExecutor):
+    """Runs units at once and records, for each, its file ids and whether the listing
+    had ended when it was handed out."""
+
+    def __init__(self, listing: Future[Any]) -> None:
+        self.listing = listing
+        self.units: list[tuple[bool, list[int]]] = []
+        self.first = threading.Event()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        (unit,) = args
+        self.units.append((self.listing.done(), [t.file_id for t in unit.tasks]))
+        self.first.set()
+        return super().submit(fn, *args, **kwargs)
+
+
+def _results(case: Path) -> dict[int, tuple[Any, ...]]:
+    """What was recorded of each hashed stream (archive members left out)."""
+    rows = query(case, f"SELECT file_id, {RESULT} FROM files WHERE bytes_read IS NOT NULL"
+                 " AND parent_file_id IS NULL")  # fmt: skip
+    return {r[0]: r[1:] for r in rows}
+
+
+@pytest.fixture
+def relisted(fixture_images: Path, tmp_path: Path) -> tuple[Path, Path, dict[int, Any]]:
+    """A scanned case (the reference), and a copy whose hashed streams are pending again
+    (archive members removed): the first half visible, the rest 'hidden' as not yet listed."""
+    image, reference = fixture_images / "ntfs.raw", tmp_path / "reference.sqlite"
+    do_scan(reference, [image], workers=0)
+    expected = _results(reference)
+    assert len(expected) > 20
+    work = tmp_path / "work.sqlite"
+    shutil.copy(reference, work)
+    conn = sqlite3.connect(work)
+    conn.execute("DELETE FROM files WHERE parent_file_id IS NOT NULL")
+    conn.execute(RESET)
+    ids = [r[0] for r in conn.execute("SELECT file_id FROM files WHERE status = 'pending'")]
+    conn.execute(
+        "UPDATE files SET status = 'hidden' WHERE status = 'pending' AND file_id > ?",
+        (ids[len(ids) // 2],),
+    )
+    conn.commit()
+    conn.close()
+    assert sorted(ids) == sorted(expected)
+    return image, work, expected
+
+
+def _dispatch(work: Path, image: Path, listing: Future[Any], **options: Any) -> Any:
+    case = Case.open(work)
+    (item,) = resolve_sets(case, registry(), [image])
+    run_id = query(work, "SELECT max(run_id) FROM runs")[0][0]
+    opts = ScanOptions(workers=1, unit_files=4, perceptual=False, **options)
+    executor = Recording(listing)
+    return case, item, opts, executor, Dispatch(case, run_id, executor, opts, None, Matcher([]))
+
+
+def test_follow_hands_out_listed_entries_before_the_listing_ends(relisted: Any) -> None:
+    image, work, expected = relisted
+    listing: Future[int] = Future()
+    case, item, opts, executor, dispatch = _dispatch(work, image, listing)
+
+    def list_the_rest() -> None:  # the listing commits its second half, then ends
+        executor.first.wait(10)
+        conn = sqlite3.connect(work, timeout=30)
+        conn.execute("UPDATE files SET status = 'pending' WHERE status = 'hidden'")
+        conn.commit()
+        conn.close()
+        listing.set_result(0)
+
+    thread = threading.Thread(target=list_the_rest)
+    thread.start()
+    try:
+        after = dispatch.follow(listing, item, opts)
+    finally:
+        thread.join()
+    before = [ids for ended, ids in executor.units if not ended]
+    assert before, "nothing was handed out while the listing ran"
+    handed = [i for _, ids in executor.units for i in ids]
+    assert sorted(handed) == sorted(set(handed)) == sorted(expected)  # each once, all
+    assert after == max(expected)
+
+    handed_out = len(executor.units)
+    hash_pending(dispatch, item, opts, after)  # nothing is left for the hashing phase
+    case.close()
+    assert len(executor.units) == handed_out
+    assert _results(work) == expected
+    assert dispatch.done_files == len(expected)
+
+
+def test_follow_stops_when_the_listing_fails(relisted: Any) -> None:
+    image, work, expected = relisted
+    listing: Future[int] = Future()
+    listing.set_exception(RuntimeError("listing crashed"))
+    case, item, opts, _, dispatch = _dispatch(work, image, listing)
+    after = dispatch.follow(listing, item, opts)
+    assert not dispatch.in_flight  # what was handed out is written before the error
+    visible = query(work, "SELECT max(file_id) FROM files WHERE status != 'hidden'")[0][0]
+    assert after <= visible
+    recorded = _results(work)
+    case.close()
+    assert recorded and all(expected[k] == v for k, v in recorded.items())
+
+
+def test_clear_listing_removes_files_with_their_matches(
+    capsys: pytest.CaptureFixture[str], fixture_images: Path, tmp_path: Path
+) -> None:
+    bad, good = tmp_path / "vics2.json", tmp_path / "rds.db"
+    write_vics2(bad)
+    write_nsrl_v3(good)
+    import_sets(capsys, (bad, good))
+    case_path = tmp_path / "case.sqlite"
+    do_scan(case_path, [fixture_images / "ntfs.raw"], workers=1)
+    evidence = query(case_path, "SELECT evidence_id FROM evidence")[0][0]
+    assert query(case_path, "SELECT count(*) FROM matches")[0][0] > 0
+    with Case.open(case_path) as case:  # foreign keys on: matches go before their files
+        clear_listing(case, evidence)
+    for table in ("matches", "files", "filesystems", "volumes"):
+        assert query(case_path, f"SELECT count(*) FROM {table}") == [(0,)], table
+    assert query(case_path, "SELECT scan_status FROM evidence") == [("planning",)]
+
+
+def _listing_then_hashing(progress: Any) -> None:
+    """Two batches listed, one unit hashed meanwhile, then the hashing phase's totals
+    (which count that unit) and one more unit."""
+    progress.phase("listing", "E1", 0, 0)
+    progress.listed(3)
+    progress.hashed(2, 200)
+    progress.listed(4)
+    progress.phase("hashing", "E1", 5, 500)
+    progress.hashed(3, 300)
+
+
+def test_batch_progress_counts_what_is_hashed_while_listing() -> None:
+    from examkit.batch import _Progress
+
+    events: list[dict[str, Any]] = []
+    progress = _Progress(lambda event, **fields: events.append(fields), "c", "E1", 0)
+    _listing_then_hashing(progress)
+    listing = [e["files_done"] for e in events if e["phase"] == "listing"]
+    hashing = [(e["files_done"], e["bytes_done"]) for e in events if e["phase"] == "hashing"]
+    assert listing == [0, 3, 7]  # entries add up (a batch is not the running total)
+    assert hashing == [(2, 200), (5, 500)]
+
+
+def test_terminal_progress_counts_what_is_hashed_while_listing() -> None:
+    from examkit.cli.scan_cmd import RichProgress
+
+    progress = RichProgress()
+    _listing_then_hashing(progress)
+    assert (progress.files_done, progress.bytes_done) == (5, 500)
+    assert progress.bar.tasks[-1].completed == 500
