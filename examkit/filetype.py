@@ -78,10 +78,22 @@ def libmagic_version() -> str:
         return "unknown"
 
 
+# Distinct heads whose answer each process remembers: at most 1,024 x 8 KiB
+# (8 MiB). libmagic sees nothing but the head, so a head seen before (copies
+# of one file, files that begin alike) has the same answer; typing a text file
+# costs 1-4 ms, a lookup about 1 microsecond.
+HEAD_CACHE = 1024
+
+
 def detect_mime(head: bytes) -> str | None:
     """MIME type of a stream from its first bytes; ``None`` if libmagic fails."""
     if not head:
         return "inode/x-empty"
+    return _mime_of_head(bytes(head))
+
+
+@lru_cache(maxsize=HEAD_CACHE)
+def _mime_of_head(head: bytes) -> str | None:
     try:
         mime = _magic().from_buffer(head)
     except Exception:
