@@ -14,6 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from . import digest_indexes
 from .case import Case, dumps
 from .errors import EvidenceError
 from .executors import map_path
@@ -169,9 +170,18 @@ class Dispatch:
         self.in_flight: dict[Future[list[StreamResult]], WorkUnit] = {}
         self.done_files = self.done_bytes = 0  # streams hashed and recorded
         self.listed = 0  # entries reported listed by ``follow``
+        self.handed = 0  # streams handed out
+        # the digest indexes are dropped once more streams than this are handed out
+        # (None: kept); ``deferred`` says they were (see examkit/digest_indexes.py)
+        self.defer_after: int | None = None
+        self.deferred = False
 
     def submit(self, unit: WorkUnit) -> None:
         self.drain(self.limit - 1)
+        self.handed += len(unit.tasks)
+        if self.defer_after is not None and self.handed > self.defer_after:
+            digest_indexes.drop(self.case)
+            self.defer_after, self.deferred = None, True
         self.in_flight[self.executor.submit(hash_unit, unit)] = unit
 
     def drain(self, block_until: int) -> None:

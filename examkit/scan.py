@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import custody
+from . import custody, digest_indexes
 from .case import Case
 from .clock import utc_now
 from .dispatch import Dispatch, hash_pending
@@ -141,6 +141,8 @@ def _scan(
                     except EvidenceError as exc:
                         failures.append(f"{item.evidence_id}: {exc.message}")
                         _evidence_failed(case, run_id, item, exc, examiner)
+                # an item that failed while hashing, or a scan that stopped, left them dropped
+                digest_indexes.restore(case)
                 executor.shutdown(wait=True)  # still interruptible: a cluster may be slow
                 signals.hold()
                 status = "failed" if failures else "complete"
@@ -245,6 +247,7 @@ def _scan_one(
             else:
                 plan_evidence(case, reg, item.evidence_id, media, progress, listing)
     dispatch = Dispatch(case, run_id, executor, options, progress, matcher)
+    dispatch.defer_after = digest_indexes.threshold(case, item.evidence_id)
     after = 0
     if job is not None:  # hashing starts on what is listed while the listing goes on
         after = dispatch.follow(job, item, options)
@@ -259,6 +262,8 @@ def _scan_one(
         if progress and (counts.flagged or counts.known_good):
             progress.matched(counts.flagged, counts.known_good)
     hash_pending(dispatch, item, options, after)
+    if dispatch.deferred:  # built again before anything reads the case by digest
+        digest_indexes.restore(case)
     if options.shadow_copies:
         mark_snapshot_copies(case, item.evidence_id)
     if media_job is not None:
