@@ -7,17 +7,21 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from examkit import dispatch
 from examkit.case import Case
 from examkit.dispatch import Dispatch, hash_pending
 from examkit.executors import InlineExecutor
 from examkit.intake import resolve_sets
+from examkit.isolation import WorkerDied
 from examkit.matching import Matcher
+from examkit.models import OK, MatchCounts, StreamResult, StreamTask, WorkUnit
 from examkit.plan import clear_listing
 from examkit.plugins import registry
 from examkit.scan import ScanOptions
@@ -183,3 +187,42 @@ def test_terminal_progress_counts_what_is_hashed_while_listing() -> None:
     _listing_then_hashing(progress)
     assert (progress.files_done, progress.bytes_done) == (5, 500)
     assert progress.bar.tasks[-1].completed == 500
+
+
+class DiesOnBatches(Executor):
+    """A worker that dies on any unit of several streams; single streams succeed."""
+
+    workers = 1
+
+    def __init__(self) -> None:
+        self.retried: list[WorkUnit] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        (unit,) = args
+        future: Future[Any] = Future()
+        if len(unit.tasks) > 1:
+            future.set_exception(WorkerDied("killed by signal 9"))
+        else:
+            self.retried.append(unit)
+            future.set_result([StreamResult(unit.tasks[0].file_id, OK, unit.tasks[0].size)])
+        return future
+
+
+def test_a_unit_retried_file_by_file_keeps_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[list[int]] = []
+    monkeypatch.setattr(dispatch, "write_results",
+                        lambda case, run, results, matcher: written.append(
+                            [r.file_id for r in results]) or MatchCounts())  # fmt: skip
+    tasks = tuple(StreamTask(i, "tsk", 0, 60 + i, 128, 0, 10, f"f{i}") for i in (1, 2, 3))
+    secret = object()  # stands in for an Unlock (a volume's password)
+    unit = WorkUnit("raw", ("/cases/x.raw",), tasks, perceptual=False, archive_depth=1,
+                    unlocks=(secret,))  # fmt: skip
+    executor = DiesOnBatches()
+    run = Dispatch(None, 1, executor, ScanOptions(workers=1), None, None)  # type: ignore[arg-type]
+    run.submit(unit)
+    run.drain(0)
+    assert [u.tasks for u in executor.retried] == [(t,) for t in tasks]
+    for retried in executor.retried:  # everything but the tasks is the unit's own
+        assert replace(retried, tasks=tasks) == unit
+        assert retried.unlocks == (secret,)
+    assert sorted(written) == [[1], [2], [3]]
