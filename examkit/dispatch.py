@@ -192,20 +192,31 @@ class Dispatch:
                 self._finished(future, self.in_flight.pop(future))
 
     def follow(self, listing: Future[Any], item: EvidenceSet, options: ScanOptions) -> int:
-        """Hand out the entries a running listing has committed, until it ends; returns the
-        highest file id handed out (every pending entry up to it is in a unit). The
-        pending entries seen are reported as listed.
+        """Hand out, in file order, the entries a running listing has committed, until it
+        ends; returns the highest file id handed out (every pending entry up to it is in a
+        unit). What is pending once the listing has ended is left to ``hash_pending``,
+        which hands out the largest streams first. The entries handed out are reported
+        as listed.
 
-        If the listing failed, the units handed out are waited for before this returns."""
+        If the listing failed, everything it listed is handed out, and waited for, before
+        this returns (the evidence item then fails, with what was listed hashed)."""
         cutter, last = _Cutter(item, options), 0
         while True:
-            ended = listing.done()  # looked at first: then the rows read below are all there
-            seen = 0
-            for task in pending_tasks(self.case, item.evidence_id, 1 << 62, last):
-                last, seen = task.file_id, seen + 1
-                unit = cutter.add(task)
-                if unit is not None:
-                    self.submit(unit)
+            # file ids grow with each commit of the one listing writer, so every pending
+            # entry up to ``last`` has been seen, whenever this stops
+            ended, seen = listing.done(), 0
+            failed = ended and listing.exception() is not None
+            if not ended or failed:
+                for task in pending_tasks(self.case, item.evidence_id, 1 << 62, last):
+                    if not ended and listing.done():
+                        ended = True
+                        failed = listing.exception() is not None
+                        if not failed:
+                            break  # the rest goes out largest first
+                    last, seen = task.file_id, seen + 1
+                    unit = cutter.add(task)
+                    if unit is not None:
+                        self.submit(unit)
             if seen and self.progress:
                 self.progress.listed(seen)
             self.listed += seen
@@ -213,7 +224,7 @@ class Dispatch:
                 unit = cutter.flush()
                 if unit is not None:
                     self.submit(unit)
-                if listing.exception() is not None:
+                if failed:
                     self.drain(0)
                 return last
             wait([*self.in_flight, listing], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)

@@ -95,7 +95,7 @@ def _dispatch(work: Path, image: Path, listing: Future[Any], **options: Any) -> 
 def test_follow_hands_out_listed_entries_before_the_listing_ends(relisted: Any) -> None:
     image, work, expected = relisted
     listing: Future[int] = Future()
-    case, item, opts, executor, dispatch = _dispatch(work, image, listing)
+    case, item, opts, executor, dispatch = _dispatch(work, image, listing, unit_bytes=1000)
 
     def list_the_rest() -> None:  # the listing commits its second half, then ends
         executor.first.wait(10)
@@ -113,14 +113,24 @@ def test_follow_hands_out_listed_entries_before_the_listing_ends(relisted: Any) 
         thread.join()
     before = [ids for ended, ids in executor.units if not ended]
     assert before, "nothing was handed out while the listing ran"
-    handed = [i for _, ids in executor.units for i in ids]
-    assert sorted(handed) == sorted(set(handed)) == sorted(expected)  # each once, all
-    assert after == max(expected)
+    # at most the unit cut as the listing ended and the partial one flushed after it
+    assert sum(ended for ended, _ in executor.units) <= 2
+    followed = [i for _, ids in executor.units for i in ids]
+    assert after == max(followed)  # every entry up to it handed out, none beyond
+    assert sorted(followed) == [i for i in sorted(expected) if i <= after]
 
     handed_out = len(executor.units)
-    hash_pending(dispatch, item, opts, after)  # nothing is left for the hashing phase
+    hash_pending(dispatch, item, opts, after)  # what was pending as the listing ended
+    rest = [ids for _, ids in executor.units[handed_out:]]
+    assert rest, "everything was handed out in file order"
+    handed = [i for _, ids in executor.units for i in ids]
+    assert sorted(handed) == sorted(set(handed)) == sorted(expected)  # each once, all
+    sizes = dict(query(work, "SELECT file_id, size FROM files"))
+    large = [ids[0] for ids in rest if len(ids) == 1 and sizes[ids[0]] >= 1000]
+    assert large and large == sorted(large, key=lambda i: -sizes[i])  # largest first
+    assert rest[: len(large)] == [[i] for i in large]  # before the small ones
+    assert max(sizes[i] for ids in rest for i in ids) == sizes[large[0]]
     case.close()
-    assert len(executor.units) == handed_out
     assert _results(work) == expected
     assert dispatch.done_files == len(expected)
 
