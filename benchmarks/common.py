@@ -90,3 +90,24 @@ def measure_tree(cmd: list[str], env: dict[str, str] | None = None, stdout: Path
     if child.returncode != 0:
         raise SystemExit(f"command failed ({child.returncode}): {' '.join(cmd)}")
     return wall, peak_total, peak_one
+
+
+def untyped_cpu_seconds(image: Path, case: Path, env: dict[str, str]) -> float:
+    """CPU seconds of a one-process scan (``--workers 0``, so every second is counted) in
+    which libmagic is replaced by a constant (``untyped_scan.py``): listing, reading,
+    digests, matching, recording. The case it writes is removed."""
+    import resource
+
+    def clear() -> None:
+        for leftover in case.parent.glob(case.name + "*"):
+            leftover.unlink()
+
+    clear()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, str(Path(__file__).with_name("untyped_scan.py")), "scan",
+                    str(image), "--case", str(case), "--workers", "0", "--no-verify",
+                    "--no-perceptual", "--json"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    clear()
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
