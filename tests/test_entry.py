@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from examkit.cli import entry
+
 
 def test_the_console_script_starts_no_blas_threads() -> None:
     """numpy's OpenBLAS pool (threads that spin after start-up) is not started."""
@@ -14,3 +18,30 @@ def test_the_console_script_starts_no_blas_threads() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout  # fmt: skip
     assert out.strip() == "1"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "pooled"),
+    [
+        (["scan", "disk.raw", "--case", "c.sqlite"], {}, True),
+        (["scan", "disk.raw", "--workers", "4"], {}, True),
+        (["batch", "jobs.toml"], {}, True),
+        (["scan", "disk.raw", "--workers", "0"], {}, False),
+        (["scan", "disk.raw", "-w", "0"], {}, False),
+        (["scan", "disk.raw", "--workers=0"], {}, False),
+        (["scan", "disk.raw"], {"EXAMKIT_WORKERS": "0"}, False),
+        (["scan", "disk.raw", "--cluster", "tcp://10.0.0.1:8786"], {}, False),
+        (["scan", "disk.raw"], {"EXAMKIT_CLUSTER": "tcp://10.0.0.1:8786"}, False),
+        (["scan", "--help"], {}, False),
+        (["report", "c.sqlite"], {}, False),
+        ([], {}, False),
+    ],
+)
+def test_the_fork_server_starts_early_only_for_a_local_pool(
+    args: list[str], env: dict[str, str], pooled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("EXAMKIT_WORKERS", "EXAMKIT_CLUSTER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert entry._uses_local_pool(args) is pooled

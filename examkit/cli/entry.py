@@ -53,7 +53,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _main(list(argv))
 
 
+_POOLED = ("scan", "batch", "demo")  # commands that hash in a local pool by default
+
+
+def _uses_local_pool(args: list[str]) -> bool:
+    """Whether this command line will start local worker processes (a guess that errs
+    only towards an idle fork server): not for help, a cluster or ``--workers 0``."""
+    if not args or args[0] not in _POOLED or {"--help", "-h"} & set(args):
+        return False
+    if "--cluster" in args or any(a.startswith("--cluster=") for a in args):
+        return False
+    if os.environ.get("EXAMKIT_CLUSTER") or os.environ.get("EXAMKIT_WORKERS") == "0":
+        return False
+    pairs = zip(args, [*args[1:], ""], strict=True)
+    return not any((a in ("--workers", "-w") and b == "0") or a in ("--workers=0", "-w0")
+                   for a, b in pairs)  # fmt: skip
+
+
 def _main(args: list[str]) -> int:
+    if _uses_local_pool(args):  # workers get ready while the command line is parsed
+        from examkit.executors import start_fork_server
+
+        start_fork_server()
     if args[:2] == ["hashset", "lookup"] and "--debug" not in args:
         from .lookup_lean import fast_lookup
 
