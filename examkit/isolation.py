@@ -34,6 +34,7 @@ from typing import Any
 
 HEARTBEAT_EVERY = 0.2  # seconds between a worker's signs of life, at most
 STALL_SECONDS = 300.0  # default: a job silent this long is killed
+SHUTDOWN_SECONDS = 10.0  # at most this long for the pool thread to stop its workers
 
 _conn: Connection | None = None  # in a worker: where heartbeats go
 _last_beat = 0.0
@@ -153,6 +154,10 @@ class IsolatedPool(Executor):
             for worker in list(self._pool):
                 if worker.job is not None:
                     worker.process.kill()
+            if cancel_futures:  # nothing is left to run: the pool thread ends at once, after
+                # the workers it is starting are up and told to stop (a worker cut off while
+                # it starts, as this process exits, would print a traceback)
+                self._thread.join(SHUTDOWN_SECONDS)
 
     # -- the dispatcher thread ---------------------------------------------------------
     def _run(self) -> None:

@@ -147,6 +147,8 @@ def _scan(
                 signals.hold()
                 status = "failed" if failures else "complete"
                 _finish_run(case, run_id, status, examiner, "; ".join(failures) or None)
+                # still held: the run is closed, a signal now must not undo its summary
+                summaries = tuple(_summary(case, item.evidence_id) for item in sets)
             except KeyboardInterrupt:
                 signals.hold()
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -160,7 +162,6 @@ def _scan(
                 executor.shutdown(wait=False, cancel_futures=True)
                 _finish_run(case, run_id, "failed", examiner, f"{type(exc).__name__}: {exc}")
                 raise
-        summaries = tuple(_summary(case, item.evidence_id) for item in sets)
     return ScanSummary(str(case_path), run_id, status, time.monotonic() - started, summaries,
                        tuple(failures))  # fmt: skip
 

@@ -22,6 +22,7 @@ from rich.progress import (
 from examkit.display import safe_text
 from examkit.errors import UsageError
 from examkit.evidence import parse_expect
+from examkit.interrupts import RunSignals
 from examkit.isolation import STALL_SECONDS
 from examkit.layers import Unlock, parse_unlock
 from examkit.models import ScanSummary
@@ -335,10 +336,11 @@ def scan_command(
     else:
         summary = scan(case, images, examiner, evidence_id, expected, description,
                        options, None, argv)  # fmt: skip
-    if as_json:
-        sys.stdout.write(_summary_json(summary) + "\n")
-    else:
-        render_summary(summary)
+    with RunSignals():  # the run is closed: a signal now is dropped, not reported
+        if as_json:
+            sys.stdout.write(_summary_json(summary) + "\n")
+        else:
+            render_summary(summary)
     code = exit_code(summary)
     if code:
         raise typer.Exit(code)
