@@ -13,12 +13,15 @@ EXAMKIT = str(Path(sys.executable).with_name("examkit"))
 
 
 def compile_bytecode() -> None:
-    """Write examkit's bytecode first, as installing a wheel does: an editable install
-    under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module on every run."""
+    """Write the bytecode of examkit and its first-party plugins first, as installing a
+    wheel does: an editable install under ``PYTHONDONTWRITEBYTECODE`` would otherwise
+    compile every module again in every process (the plugins alone: ~0.1 s of each)."""
     import examkit
+    import examkit_plugins
 
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(examkit.__file__).parent)],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    folders = [str(Path(m.__file__).parent) for m in (examkit, examkit_plugins)]  # type: ignore[arg-type]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None, stdout: Path | None = None
