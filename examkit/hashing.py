@@ -7,7 +7,10 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-CHUNK_SIZE = 1 << 20  # 1 MiB: large enough for hashlib to release the GIL, small for memory
+# 4 MiB: hashlib releases the GIL for it, and each chunk costs one hand-over to the digest
+# threads and one wait for them (1 MiB chunks were ~5% slower on large files); a worker
+# holds two at a time (one hashed, the next read).
+CHUNK_SIZE = 4 << 20
 HEAD_SIZE = 8192  # bytes kept from the start of each stream for type detection
 
 # Digest names that have their own column in ``files``; others go to ``files.digests``.
