@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,17 @@ def test_the_fork_server_starts_early_only_for_a_local_pool(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert entry._uses_local_pool(args) is pooled
+
+
+def test_the_console_script_leaves_nothing_for_the_final_collections(tmp_path: Path) -> None:
+    """After its command, the console script freezes what is left: the interpreter's
+    finalisation then has nothing to collect, and the command's output is complete."""
+    code = (
+        "import gc, sys; from examkit.cli import entry; sys.argv = ['examkit', '--version'];"
+        " rc = entry.main(); print('frozen', gc.get_freeze_count() > 1000, rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=tmp_path).stdout  # fmt: skip
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("examkit ")  # the version line, printed before
+    assert lines[-1] == "frozen True 0"

@@ -50,7 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         finally:
             _ignore_late_signals()
+            _skip_final_collections()
     return _main(list(argv))
+
+
+def _skip_final_collections() -> None:
+    """The process exits next, with everything recorded and closed: the interpreter's
+    finalisation would still run full garbage collections over every object the command
+    left (0.2 s of one core after a scan, in `perf`). Frozen objects are not collected
+    (their memory goes back with the process); atexit handlers still run."""
+    gc.freeze()
 
 
 _POOLED = ("scan", "batch", "demo")  # commands that hash in a local pool by default
