@@ -8,8 +8,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 # 4 MiB: hashlib releases the GIL for it, and each chunk costs one hand-over to the digest
-# threads and one wait for them (1 MiB chunks were ~5% slower on large files); a worker
-# holds two at a time (one hashed, the next read).
+# threads and one wait for them (against 1 MiB: 2% less wall time on large files, mean of
+# 11 interleaved pairs, faster in 9); a worker holds two at a time (one hashed, one read).
 CHUNK_SIZE = 4 << 20
 HEAD_SIZE = 8192  # bytes kept from the start of each stream for type detection
 
