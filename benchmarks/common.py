@@ -24,6 +24,26 @@ def compile_bytecode() -> None:
                    stdout=subprocess.DEVNULL)  # fmt: skip
 
 
+def missing_tool(*tools: str) -> str | None:
+    """The first of ``tools`` not on PATH (printed with how to install it), or None."""
+    import shutil
+
+    for tool in tools:
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed: 'make apt-test' installs it")
+            return tool
+    return None
+
+
+def work_folder(kept: Path | None, prefix: str) -> Path:
+    """``kept`` (created if need be), or a fresh temporary folder."""
+    import tempfile
+
+    work = kept or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 def measure(cmd: list[str], env: dict[str, str] | None = None, stdout: Path | None = None
             ) -> tuple[float, int]:  # fmt: skip
     """Wall seconds and peak RSS (KiB) of one command, measured in a fresh child."""

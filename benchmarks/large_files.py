@@ -29,11 +29,10 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import EXAMKIT, compile_bytecode, measure_tree
+from common import EXAMKIT, compile_bytecode, measure_tree, missing_tool, work_folder
 from scan_vs_fiwalk import FIXTURES, algorithm_seconds_per_byte, hashing_floor, hashing_limit
 
 MIB = 1 << 20
@@ -76,12 +75,9 @@ def main() -> int:
     parser.add_argument("--fs", choices=("ntfs", "ext4"), default="ntfs")
     parser.add_argument("--work", type=Path, help="folder to keep (image reused if present)")
     args = parser.parse_args()
-    for tool in ("fiwalk", "mkntfs" if args.fs == "ntfs" else "mkfs.ext4"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed: 'make apt-test' installs it")
-            return 2
-    work = args.work or Path(tempfile.mkdtemp(prefix="examkit-bench-large-"))
-    work.mkdir(parents=True, exist_ok=True)
+    if missing_tool("fiwalk", "mkntfs" if args.fs == "ntfs" else "mkfs.ext4"):
+        return 2
+    work = work_folder(args.work, "examkit-bench-large-")
     compile_bytecode()
     try:
         t = time.perf_counter()

@@ -24,11 +24,10 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import EXAMKIT, measure_tree, untyped_cpu_seconds
+from common import EXAMKIT, measure_tree, missing_tool, untyped_cpu_seconds, work_folder
 
 GIB = 1 << 30
 LIMIT_MIB = 400
@@ -99,12 +98,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100_000, help="small files")
     parser.add_argument("--work", type=Path, help="folder to keep (images reused if present)")
     args = parser.parse_args()
-    for tool in ("mkfs.ext4", "fls"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed: 'make apt-test' installs it")
-            return 2
-    work = args.work or Path(tempfile.mkdtemp(prefix="examkit-bench-memory-"))
-    work.mkdir(parents=True, exist_ok=True)
+    if missing_tool("mkfs.ext4", "fls"):
+        return 2
+    work = work_folder(args.work, "examkit-bench-memory-")
     env = dict(os.environ, EXAMKIT_HASHSETS=str(work / "library"))
     (work / "library").mkdir(exist_ok=True)
     failed = False

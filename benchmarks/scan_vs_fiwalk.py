@@ -23,7 +23,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -32,7 +31,9 @@ from common import (  # benchmarks/ is the script folder
     EXAMKIT,
     compile_bytecode,
     measure_tree,
+    missing_tool,
     untyped_cpu_seconds,
+    work_folder,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,12 +150,9 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=2600, help="NTFS volume size")
     parser.add_argument("--work", type=Path, help="folder to keep (image reused if present)")
     args = parser.parse_args()
-    for tool in ("fiwalk", "mkntfs", "ntfs-3g"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed: 'make apt-test' installs it")
-            return 2
-    work = args.work or Path(tempfile.mkdtemp(prefix="examkit-bench-scan-"))
-    work.mkdir(parents=True, exist_ok=True)
+    if missing_tool("fiwalk", "mkntfs", "ntfs-3g"):
+        return 2
+    work = work_folder(args.work, "examkit-bench-scan-")
     compile_bytecode()  # as a wheel install has it, whatever PYTHONDONTWRITEBYTECODE says
     try:
         t = time.perf_counter()
