@@ -23,6 +23,7 @@ same run measures:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -66,6 +67,28 @@ def build_image(work: Path, seed: int, count: int, size_mib: int, fs: str) -> Pa
     return image
 
 
+def same_digests(xml: Path, case: Path) -> int:
+    """The large files whose MD5 and SHA-1 fiwalk and examkit agree on; raises if any differ."""
+    import sqlite3
+    import xml.etree.ElementTree as ET
+
+    theirs: dict[str, tuple[str | None, str | None]] = {}
+    for _event, element in ET.iterparse(xml):
+        if element.tag.rsplit("}", 1)[-1] == "fileobject":
+            name = element.findtext("{*}filename") or element.findtext("filename") or ""
+            digests = {h.get("type"): h.text for h in element.iter()
+                       if h.tag.rsplit("}", 1)[-1] == "hashdigest"}  # fmt: skip
+            if name.startswith("video/clip"):
+                theirs["/" + name] = (digests.get("md5"), digests.get("sha1"))
+            element.clear()
+    query = "SELECT path, md5, sha1 FROM files WHERE path LIKE '/video/clip%' AND stream IS NULL"
+    with contextlib.closing(sqlite3.connect(f"file:{case}?mode=ro", uri=True)) as conn:
+        ours = {path: (md5, sha1) for path, md5, sha1 in conn.execute(query)}
+    if not theirs or ours != theirs:
+        raise SystemExit(f"fiwalk and examkit disagree on the large files: {theirs} {ours}")
+    return len(ours)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=808)
@@ -91,7 +114,7 @@ def main() -> int:
         costs = algorithm_seconds_per_byte()
         (work / "library").mkdir(exist_ok=True)
         env = {"EXAMKIT_HASHSETS": str(work / "library")}
-        fiwalk, examkit, hashed = [], [], 0
+        fiwalk, examkit, hashed, agreed = [], [], 0, 0
         for _ in range(args.runs):
             xml = work / "fiwalk.xml"
             xml.unlink(missing_ok=True)
@@ -106,6 +129,7 @@ def main() -> int:
             )  # fmt: skip
             examkit.append(wall)
             hashed = json.loads(out.read_text())["evidence"][0]["bytes_hashed"]
+            agreed = same_digests(xml, work / "case.sqlite")
         # this machine's speed drifts within minutes: the limit again, after the runs
         after, _ = hashing_limit()
         drift = f"{limit / 1e6:.0f} MB/s before the runs, {after / 1e6:.0f} MB/s after"
@@ -117,7 +141,7 @@ def main() -> int:
         print(f"\n{cores} cores; hashing limit (md5+sha1+sha256, all cores):"
               f" {limit / 1e6:.0f} MB/s (mean of {drift}); one core, MB/s: {rates}")  # fmt: skip
         print(f"{args.fs}: {hashed / 1e9:.2f} GB hashed in {args.count} files of"
-              f" {args.size_mib} MiB")  # fmt: skip
+              f" {args.size_mib} MiB; MD5 and SHA-1 of all {agreed} equal to fiwalk's")  # fmt: skip
         print(f"{'run':>4} {'fiwalk -X':>10} {'examkit':>9} {'ratio':>7} {'examkit MB/s':>13}"
               f" {'of limit':>9}")  # fmt: skip
         for i, (f, e) in enumerate(zip(fiwalk, examkit, strict=True), 1):
