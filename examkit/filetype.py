@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 from functools import lru_cache
 from typing import Any
+
+from .magic_subset import TextMagic, compiled_database, load, unavailable
 
 # MIME types that say nothing specific about the content: no mismatch is
 # claimed for them.
@@ -68,6 +71,29 @@ def _magic() -> Any:
     return magic.Magic(mime=True)
 
 
+@lru_cache(maxsize=1)
+def _text_magic() -> tuple[TextMagic | None, str]:
+    """libmagic with the smaller database for ASCII text (examkit.magic_subset), if built."""
+    try:
+        return load()
+    except Exception as exc:  # any surprise here costs speed, never an answer
+        return None, f"off: {type(exc).__name__}: {exc}"
+
+
+def text_magic_status() -> str:
+    """Which database types the heads, for the run's tool versions (builds nothing)."""
+    path = compiled_database()
+    where = (
+        f"{path} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()})"
+        if path
+        else "libmagic's default"
+    )
+    reason = unavailable()
+    if reason is not None:
+        return f"{where}; full database for every head: {reason}"
+    return f"{where}; ASCII text through its checked subset (examkit.magic_subset)"
+
+
 def libmagic_version() -> str:
     """The libmagic version python-magic is using, or ``unknown``."""
     try:
@@ -81,7 +107,7 @@ def libmagic_version() -> str:
 # Distinct heads whose answer each process remembers: at most 1,024 x 8 KiB
 # (8 MiB). libmagic sees nothing but the head, so a head seen before (copies
 # of one file, files that begin alike) has the same answer; typing a text file
-# costs 1-4 ms, a lookup about 1 microsecond.
+# costs 0.3-4 ms, a lookup about 1 microsecond.
 HEAD_CACHE = 1024
 
 
@@ -94,8 +120,12 @@ def detect_mime(head: bytes) -> str | None:
 
 @lru_cache(maxsize=HEAD_CACHE)
 def _mime_of_head(head: bytes) -> str | None:
+    text = _text_magic()[0]
     try:
-        mime = _magic().from_buffer(head)
+        if text is not None and text.covers(head):
+            mime = text.from_buffer(head)  # the full database's answer, in a third of the time
+        else:
+            mime = _magic().from_buffer(head)
     except Exception:
         return None
     return str(mime) if mime else None

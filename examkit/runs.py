@@ -14,7 +14,7 @@ from . import __version__, custody
 from .case import Case, dumps
 from .clock import utc_now
 from .errors import IntegrityError
-from .filetype import libmagic_version
+from .filetype import libmagic_version, text_magic_status
 from .integrity import state_differences, state_digest
 from .layers import SECRET_KINDS
 from .plugins import distribution_version
@@ -32,6 +32,7 @@ def tool_versions() -> dict[str, str]:
         "sleuthkit": str(pytsk3.TSK_VERSION_STR),
         "libewf": str(pyewf.get_version()),
         "libmagic": libmagic_version(),
+        "libmagic_database": text_magic_status(),
         "sqlite": __import__("sqlite3").sqlite_version,
     }
 

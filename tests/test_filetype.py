@@ -56,6 +56,7 @@ def test_a_head_seen_before_is_not_typed_again(
             return str(real.from_buffer(head))
 
     monkeypatch.setattr(filetype, "_magic", lambda: Counting())
+    monkeypatch.setattr(filetype, "_text_magic", lambda: (None, "off"))  # every head to _magic
     heads = _heads()
     for head in heads + heads + [bytearray(heads[0])]:  # type: ignore[list-item]
         filetype.detect_mime(head)

@@ -1,0 +1,488 @@
+"""libmagic's answer for plain ASCII text, from a smaller copy of its own database.
+
+libmagic types a text head by trying hundreds of rules on it (``search`` and ``regex``
+over the whole head: 1-4 ms each time). Most of them look for a literal that the head
+does not contain. This module reads libmagic's compiled database (``magic.mgc``) and
+writes a copy without the top-level rules that can be shown *not to match* a given kind
+of head, plus the condition (the rules' literals) under which that showing holds:
+
+- a head is eligible when every byte is one libmagic counts as ASCII text (BEL..CR,
+  ESC, space..``~``). libmagic's text pass then sees the head itself (its conversion to
+  UTF-8 changes no byte), and its binary pass sees it too;
+- a rule is left out of the copy when its top-level test is a ``string``, ``search`` or
+  ``regex`` equality at a fixed offset, with only known flags, and a set of literals can
+  be read from its pattern without which it cannot match (every whitespace-separated
+  part of a string; the literal runs of a regular expression outside optional and
+  alternative parts, or each alternative's). Bytes are compared case-folded, which only
+  lets more heads through to the full database;
+- a rule whose literals hold a byte that an eligible head never has is left out with
+  no check; the others are checked on every head (``possible``), and one that *may*
+  match sends the head to the full database.
+
+A rule whose top-level test fails has no other effect in libmagic (its continuations are
+skipped, nothing is printed or remembered), so for a head none of whose left-out rules
+can match, the copy gives the answer the full database gives. The test suite compares
+the two on thousands of real and crafted heads, and a built copy must answer a sample
+set exactly as the full database does before it is used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RECORD = 376  # sizeof(struct magic) in databases of format 18 (file 5.4x)
+MAGIC_NUMBER = 0xF11E041C
+FORMAT = 18
+
+# struct magic fields used here
+_TYPE_STRING, _TYPE_REGEX, _TYPE_SEARCH = 5, 17, 20
+_BINTEST, _TEXTTEST, _UNSIGNED = 0x20, 0x40, 0x08
+_W_COMPACT, _W_OPTIONAL, _TRIM = 0x1, 0x2, 0x2000
+# Flags that change nothing but which heads match (offset start, text/binary test, line
+# count, trim, full word, case, whitespace); an entry with any other flag is kept.
+_KNOWN_FLAGS = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x800 | 0x2000 | 0x4000
+
+# Bytes libmagic's encoding check counts as ASCII text (encoding.c, text_chars 'T').
+TEXT_BYTES = bytes([*range(7, 14), 27, *range(32, 127)])
+_WHITESPACE = b" \t\n\v\f\r"
+
+# Modes of a literal
+ANYWHERE, AT_OFFSET, LINE_START = 0, 1, 2
+
+# A rule that can match without a literal of this many bytes searched anywhere (or of
+# _WEAK_AT bytes at a fixed offset) is kept in the copy, for libmagic to try: short
+# literals are in most text ("char" is in three heads out of four of the benchmark's), so
+# checking them would send most heads to the full database.
+_WEAK = 5
+_WEAK_AT = 3
+
+
+@dataclass(frozen=True)
+class Literal:
+    mode: int
+    offset: int
+    data: bytes  # case-folded (ASCII lower case)
+
+
+# One rule's condition: it may match only if, for some clause, every literal is found.
+Condition = tuple[tuple[Literal, ...], ...]
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    cont_level: int
+    flag: int
+    reln: int
+    type: int
+    offset: int
+    str_flags: int
+    value: bytes
+
+
+def parse(mgc: bytes) -> tuple[list[Entry], int, int]:
+    """Entries of a compiled database and the sizes of its two sets; ValueError if the
+    file is not a format-18 database in this machine's byte order."""
+    if len(mgc) < RECORD or len(mgc) % RECORD:
+        raise ValueError("not a compiled magic database of 376-byte records")
+    number, version, n0, n1 = struct.unpack_from("<4I", mgc, 0)
+    if number != MAGIC_NUMBER or version != FORMAT:
+        raise ValueError(f"magic database format {version}, not {FORMAT}")
+    if (1 + n0 + n1) * RECORD != len(mgc):
+        raise ValueError("magic database size does not match its header")
+    entries = []
+    for i in range(n0 + n1):
+        base = RECORD * (i + 1)
+        cont, flag, _factor, reln, vallen, typ = struct.unpack_from("<HBBBBB", mgc, base)
+        offset, _in_offset, _line, _count, str_flags = struct.unpack_from("<iiIII", mgc, base + 12)
+        value = mgc[base + 32 : base + 32 + min(vallen, 128)]
+        entries.append(Entry(i, cont, flag, reln, typ, offset, str_flags, value))
+    return entries, n0, n1
+
+
+Item = tuple[Any, ...]  # ("lit", bytes, anchored) or ("alt", branches)
+
+
+class _Unknown(Exception):
+    """A pattern this reader does not follow: the rule is kept."""
+
+
+_INTERVAL = re.compile(rb"\{([0-9]*)(,[0-9]*)?\}")
+# Escaped characters that stand for themselves (not \w, \b, \<, \`, \' ..., GNU operators).
+_PUNCT_ESCAPES = frozenset(b'.[]()*+?{}|^$\\/-"=,;:!@#%&~_ ')
+
+
+def _sequence(p: bytes, i: int, nested: bool) -> tuple[list[list[Item]], int]:
+    """Branches (split at ``|``) of a POSIX extended regular expression from ``i``, each
+    a list of required items: ("lit", bytes, anchored) or ("alt", branches)."""
+    branches: list[list[Item]] = [[]]
+    run = bytearray()
+    anchored = False
+
+    def flush() -> None:
+        nonlocal run, anchored
+        if run:
+            branches[-1].append(("lit", bytes(run), anchored))
+        run = bytearray()
+        anchored = False
+
+    n = len(p)
+    while i < n:
+        c = p[i]
+        if c == 0x29:  # )
+            if not nested:
+                raise _Unknown
+            flush()
+            return branches, i + 1
+        if c == 0x7C:  # |
+            flush()
+            branches.append([])
+            i += 1
+            continue
+        if c == 0x5E:  # ^ (start of a line: REG_NEWLINE)
+            flush()
+            anchored = True
+            i += 1
+            continue
+        if c == 0x24:  # $
+            flush()
+            i += 1
+            continue
+        kind: str
+        value: Any = None
+        if c == 0x5C:  # backslash
+            if i + 1 >= n or p[i + 1] not in _PUNCT_ESCAPES:
+                raise _Unknown  # \w, \b, \< ... (GNU extensions) or a trailing backslash
+            kind, value, j = "ch", p[i + 1], i + 2
+        elif c == 0x5B:  # [ ... ]
+            k = i + 1
+            if k < n and p[k] == 0x5E:
+                k += 1
+            if k < n and p[k] == 0x5D:
+                k += 1
+            while k < n and p[k] != 0x5D:
+                if p[k] == 0x5B and k + 1 < n and p[k + 1] in b":=.":
+                    end = p.find(bytes([p[k + 1], 0x5D]), k + 2)
+                    if end < 0:
+                        raise _Unknown
+                    k = end + 2
+                else:
+                    k += 1
+            if k >= n:
+                raise _Unknown
+            kind, j = "any", k + 1
+        elif c == 0x28:  # (
+            inner, j = _sequence(p, i + 1, True)
+            kind, value = "alt", inner
+        elif c == 0x2E:  # .
+            kind, j = "any", i + 1
+        elif c in b"*+?{" or c >= 0x80:
+            raise _Unknown
+        else:
+            kind, value, j = "ch", c, i + 1
+        optional = required_once = False
+        if j < n and p[j] in b"*?":
+            optional, j = True, j + 1
+        elif j < n and p[j] == 0x2B:  # +
+            required_once, j = True, j + 1
+        elif j < n and p[j] == 0x7B:  # {
+            m = _INTERVAL.match(p, j)
+            if not m:
+                raise _Unknown
+            optional = m.group(1) in (b"", b"0")
+            required_once = not optional
+            j = m.end()
+        if j < n and p[j] in b"*+?{":
+            raise _Unknown
+        if kind == "ch":
+            if optional:
+                flush()
+            else:
+                run.append(value)
+                if required_once:
+                    flush()
+        else:
+            flush()
+            if kind == "alt" and not optional:
+                branches[-1].append(("alt", value))
+        i = j
+    if nested:
+        raise _Unknown
+    flush()
+    return branches, i
+
+
+def _clauses(branches: list[list[Item]], offset: int, limit: int = 64) -> list[list[Literal]]:
+    """Expand required items into clauses (OR of ANDs), at most ``limit``; an alternative
+    that would exceed it is dropped from the requirement (fewer literals: still sound)."""
+    out: list[list[Literal]] = []
+    for items in branches:
+        clauses: list[list[Literal]] = [[]]
+        for item in items:
+            if item[0] == "lit":
+                _kind, data, anchored = item
+                if anchored and offset:
+                    lit = Literal(ANYWHERE, 0, data.lower())  # ^ also matches at the offset
+                else:
+                    lit = Literal(LINE_START if anchored else ANYWHERE, 0, data.lower())
+                clauses = [[*c, lit] for c in clauses]
+            else:
+                inner = _clauses(item[1], offset, limit)
+                if not inner or any(not c for c in inner) or len(clauses) * len(inner) > limit:
+                    continue
+                clauses = [[*c, *d] for c in clauses for d in inner]
+        out.extend(clauses)
+    return out
+
+
+def regex_condition(pattern: bytes, offset: int = 0) -> Condition | None:
+    """Literals without which an extended regular expression cannot match; None when
+    the pattern is not understood or needs none."""
+    try:
+        branches, _ = _sequence(pattern, 0, False)
+    except _Unknown:
+        return None
+    clauses = _clauses(branches, offset)
+    if not clauses or any(not c for c in clauses):
+        return None
+    return tuple(tuple(c) for c in clauses)
+
+
+def string_condition(entry: Entry) -> Condition | None:
+    """Literals a ``string`` or ``search`` test needs: its whitespace-separated parts when
+    whitespace is compacted or trimmed (``W``, ``w``, ``T``), else the whole value; a
+    ``string`` test's first part at its offset."""
+    value = entry.value
+    if not value:
+        return None
+    if entry.str_flags & (_W_COMPACT | _W_OPTIONAL | _TRIM):  # parts: a looser condition
+        parts = [s for s in re.split(rb"[ \t\n\v\f\r]+", value) if s]
+        leading_space = value[:1] in (b" ", b"\t", b"\n", b"\v", b"\f", b"\r")
+    else:
+        parts, leading_space = [value], False
+    if not parts:
+        return None
+    literals = [Literal(ANYWHERE, 0, s.lower()) for s in parts]
+    if entry.type == _TYPE_STRING and not leading_space:
+        literals[0] = Literal(AT_OFFSET, entry.offset, parts[0].lower())
+    return (tuple(literals),)
+
+
+def entry_condition(entry: Entry) -> Condition | None:
+    """The condition of a top-level rule that may be left out, or None to keep it."""
+    test_bits = entry.flag & (_BINTEST | _TEXTTEST)
+    if entry.cont_level or entry.reln != ord("=") or test_bits not in (_BINTEST, _TEXTTEST):
+        return None
+    if entry.flag & ~(_BINTEST | _TEXTTEST | _UNSIGNED) or entry.str_flags & ~_KNOWN_FLAGS:
+        return None  # indirect or relative offsets, offsets from the end, unknown flags
+    if entry.offset < 0:
+        return None
+    if entry.type == _TYPE_REGEX:  # compiled as a C string: up to its first NUL
+        return regex_condition(entry.value.split(b"\0", 1)[0], entry.offset)
+    if entry.type in (_TYPE_STRING, _TYPE_SEARCH):
+        return string_condition(entry)
+    return None
+
+
+def _never_in_text(literal: Literal) -> bool:
+    return bool(literal.data.translate(None, TEXT_BYTES))
+
+
+def _weak(condition: Condition) -> bool:
+    """Whether a condition holds on most text (short literals searched anywhere)."""
+    return not all(
+        any(len(lit.data) >= (_WEAK_AT if lit.mode == AT_OFFSET else _WEAK) for lit in clause)
+        for clause in condition
+    )
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The smaller database and the conditions of the rules it leaves out."""
+
+    database: bytes
+    conditions: tuple[Condition, ...]
+    left_out: int  # rules left out (checked or never possible)
+    kept: int  # top-level rules in the copy
+
+
+def build(mgc: bytes) -> Subset:
+    """The copy of a compiled database for ASCII-text heads (see the module docstring)."""
+    entries, n0, n1 = parse(mgc)
+    keep: list[bytes] = [mgc[:RECORD]]
+    conditions: list[Condition] = []
+    left_out = kept = count = 0
+    i = 0
+    while i < n0:
+        j = i + 1
+        while j < n0 and entries[j].cont_level > 0:
+            j += 1
+        condition = entry_condition(entries[i])
+        if condition is not None:
+            possible = tuple(c for c in condition if not any(map(_never_in_text, c)))
+            if not possible:
+                left_out += 1
+                i = j
+                continue
+            if not _weak(possible):
+                conditions.append(possible)
+                left_out += 1
+                i = j
+                continue
+        keep.append(mgc[RECORD * (i + 1) : RECORD * (j + 1)])
+        kept += 1
+        count += j - i
+        i = j
+    keep.append(mgc[RECORD * (1 + n0) : RECORD * (1 + n0 + n1)])  # named rules, as they are
+    header = bytearray(keep[0])
+    struct.pack_into("<2I", header, 8, count, n1)
+    keep[0] = bytes(header)
+    return Subset(b"".join(keep), tuple(conditions), left_out, kept)
+
+
+def is_text(head: bytes) -> bool:
+    """Whether every byte of a head is ASCII text to libmagic."""
+    return bool(head) and not head.translate(None, TEXT_BYTES)
+
+
+def _found(lit: Literal, folded: bytes) -> bool:
+    if lit.mode == AT_OFFSET:
+        return folded.startswith(lit.data, lit.offset)
+    if lit.mode == ANYWHERE:
+        return lit.data in folded
+    return folded.startswith(lit.data) or b"\n" + lit.data in folded
+
+
+def possible(conditions: Sequence[Condition], head: bytes) -> bool:
+    """Whether some left-out rule may match ``head`` (reference version, in Python)."""
+    folded = head.lower()
+    return any(all(_found(lit, folded) for lit in clause) for cond in conditions for clause in cond)
+
+
+def pack(conditions: Sequence[Condition]) -> bytes:
+    """The conditions in the form the compiled checker reads: per rule a count of
+    clauses, per clause a count of literals, per literal mode, offset, length, bytes."""
+    out = bytearray(struct.pack("<I", len(conditions)))
+    for cond in conditions:
+        out += struct.pack("<H", len(cond))
+        for clause in cond:
+            out += struct.pack("<H", len(clause))
+            for lit in clause:
+                out += struct.pack("<BIH", lit.mode, lit.offset, len(lit.data)) + lit.data
+    return bytes(out)
+
+
+# Heads the copy must type as the full database does before it is used (one per kind of
+# text rule: scripts, markup, sources, mail, documents, data).
+SAMPLES = (
+    b"#!/bin/sh\necho hello\n",
+    b"#! /usr/bin/env python3\nimport os\nprint(os.getcwd())\n",
+    b"<!DOCTYPE html>\n<html><head><title>t</title></head><body>x</body></html>\n",
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<root><a>1</a></root>\n',
+    b'#include <stdio.h>\nint main(void) { printf("hi\\n"); return 0; }\n',
+    b"From: a@example.org\nTo: b@example.org\nSubject: hello\n\nbody\n",
+    b"\\documentclass{article}\n\\begin{document}\nx\n\\end{document}\n",
+    b"%!PS-Adobe-3.0\n%%Title: t\nshowpage\n",
+    b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n",
+    b'{"a": [1, 2, 3], "b": {"c": null}}\n',
+    b"name,size,kind\nalpha,1,x\nbeta,2,y\ngamma,3,z\n",
+    b'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(1) }\n',
+    b"The quick brown fox jumps over the lazy dog. " * 40,
+    b"Lorem ipsum dolor sit amet; a table of characters and charts.\n" * 30,
+)
+
+
+class TextMagic:
+    """libmagic with the smaller database, for the ASCII-text heads the check lets in."""
+
+    def __init__(self, handle: Any, program: bytes, check: Any, subset: Subset) -> None:
+        self.handle, self.program, self._check, self.subset = handle, program, check, subset
+
+    def covers(self, head: bytes) -> bool:
+        """Whether the smaller database gives the full one's answer for ``head``."""
+        return is_text(head) and not self._check(self.program, head)
+
+    def from_buffer(self, head: bytes) -> str:
+        return str(self.handle.from_buffer(head))
+
+
+def compiled_database() -> Path | None:
+    """The one compiled database libmagic loads by default (``MAGIC`` or its built-in
+    path), or None when it also loads rules from source files or several databases."""
+    import ctypes
+
+    import magic
+
+    getpath = magic.libmagic.magic_getpath
+    getpath.restype, getpath.argtypes = ctypes.c_char_p, [ctypes.c_char_p, ctypes.c_int]
+    found: list[Path] = []
+    for part in os.fsdecode(getpath(None, 0) or b"").split(":"):
+        path = Path(part)
+        compiled = path if path.suffix == ".mgc" else path.with_name(path.name + ".mgc")
+        if compiled.is_file():
+            found.append(compiled)
+        elif path.is_file() and _has_rules(path):
+            return None  # rules from a source file: not read here
+        elif path.is_dir() and any(p.is_file() and _has_rules(p) for p in path.iterdir()):
+            return None
+    return found[0] if len(found) == 1 else None
+
+
+def _has_rules(path: Path) -> bool:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return True
+    return any(line.strip() and not line.lstrip().startswith(b"#") for line in lines)
+
+
+def unavailable() -> str | None:
+    """Why the smaller database cannot be used here, or None (cheap: builds nothing)."""
+    if os.environ.get("EXAMKIT_FULL_MAGIC"):
+        return "EXAMKIT_FULL_MAGIC is set"
+    try:
+        from . import _magic_native  # noqa: F401
+    except ImportError:
+        return "examkit._magic_native was not built"
+    if compiled_database() is None:
+        return "libmagic does not load a single compiled database"
+    return None
+
+
+def load() -> tuple[TextMagic | None, str]:
+    """The smaller libmagic, or None and why not."""
+    reason = unavailable()
+    if reason is not None:
+        return None, f"off: {reason}"
+    import magic
+
+    from . import _magic_native
+
+    path = compiled_database()
+    assert path is not None
+    try:
+        subset = build(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return None, f"off: {exc}"
+    with tempfile.TemporaryDirectory(prefix="examkit-magic-") as folder:
+        copy = Path(folder) / "text.mgc"
+        copy.write_bytes(subset.database)
+        handle = magic.Magic(mime=True, magic_file=str(copy))  # read whole: the file may go
+    full = magic.Magic(mime=True)
+    typer = TextMagic(handle, pack(subset.conditions), _magic_native.possible, subset)
+    for head in SAMPLES:
+        if typer.covers(head) and typer.from_buffer(head) != full.from_buffer(head):
+            return None, "off: the smaller database answered a sample differently"
+    if not any(typer.covers(head) for head in SAMPLES):
+        return None, "off: no sample passed the check"
+    return typer, (
+        f"on: {subset.left_out} of {subset.left_out + subset.kept} rules left out for"
+        f" ASCII text, {len(subset.conditions)} of them checked on each head"
+    )

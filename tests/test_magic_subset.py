@@ -1,0 +1,233 @@
+"""The smaller libmagic database for ASCII text gives the full database's answers.
+
+The oracle is libmagic itself: a plain python-magic handle on the system's database.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import magic
+import pytest
+
+from examkit import filetype, magic_subset
+from examkit.hashing import HEAD_SIZE
+from examkit.magic_subset import ANYWHERE, AT_OFFSET, LINE_START, Literal
+
+native = pytest.importorskip("examkit._magic_native", reason="examkit._magic_native not built")
+
+
+@pytest.fixture(scope="module")
+def typer() -> magic_subset.TextMagic:
+    loaded, why = magic_subset.load()
+    if loaded is None:
+        pytest.skip(f"smaller magic database not usable here: {why}")
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def full() -> magic.Magic:
+    return magic.Magic(mime=True)
+
+
+def _machine_text(limit: int) -> list[bytes]:
+    """Heads of this machine's own text files (documentation, Python sources,
+    configuration, scripts), in a fixed order."""
+    heads: list[bytes] = []
+    seen: set[bytes] = set()
+    roots = ["/usr/share/doc", "/usr/lib/python3.11", "/etc", "/usr/share/perl5", "/usr/bin"]
+
+    def files() -> Iterator[Path]:
+        for root in roots:
+            for folder, dirs, names in os.walk(root):
+                dirs.sort()
+                for name in sorted(names):
+                    yield Path(folder, name)
+
+    for path in files():
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(HEAD_SIZE)
+        except OSError:
+            continue
+        if magic_subset.is_text(head) and head not in seen:
+            seen.add(head)
+            heads.append(head)
+            if len(heads) >= limit:
+                break
+    return heads
+
+
+def _prose(count: int) -> list[bytes]:
+    """Generated text of the kind the scan benchmark writes (words, lines, some digits)."""
+    rng = random.Random(77)
+    words = [
+        "the",
+        "of",
+        "and",
+        "a",
+        "to",
+        "in",
+        "is",
+        "was",
+        "for",
+        "on",
+        "that",
+        "with",
+        "as",
+        "by",
+        "at",
+        "from",
+        "this",
+        "table",
+        "chart",
+        "character",
+        "report",
+        "evidence",
+        "case",
+        "image",
+        "file",
+        "record",
+        "court",
+        "page",
+        "line",
+    ]
+    out = []
+    for _ in range(count):
+        lines = [
+            " ".join(rng.choice(words) for _ in range(rng.randrange(3, 14)))
+            + rng.choice([".", ",", "", ";", " 42."])
+            for _ in range(rng.randrange(1, 200))
+        ]
+        out.append("\n".join(lines).encode()[:HEAD_SIZE])
+    return out
+
+
+def test_same_answers_as_the_full_database(
+    typer: magic_subset.TextMagic, full: magic.Magic
+) -> None:
+    heads = _machine_text(2500) + _prose(600)
+    covered = 0
+    for head in heads:
+        if typer.covers(head):
+            covered += 1
+            assert typer.from_buffer(head) == full.from_buffer(head), head[:120]
+    assert covered >= 600  # the prose at least; and some of the machine's files
+
+
+def _satisfying(clause: tuple[Literal, ...]) -> bytes:
+    """A text head that holds every literal of a clause where the clause wants it."""
+    at = [lit for lit in clause if lit.mode == AT_OFFSET]
+    head = bytearray(b"x" * (max((lit.offset + len(lit.data) for lit in at), default=0)))
+    for lit in at:
+        head[lit.offset : lit.offset + len(lit.data)] = lit.data
+    for lit in clause:
+        if lit.mode == LINE_START:
+            head += b"\n" + lit.data + b" x\n"
+        elif lit.mode == ANYWHERE:
+            head += b" " + lit.data + b" "
+    return bytes(head) + b"\nplain words\n"
+
+
+def _near_miss(clause: tuple[Literal, ...]) -> bytes:
+    """The same head with the last byte of each literal changed: no longer holding it."""
+    changed = tuple(
+        Literal(lit.mode, lit.offset, lit.data[:-1] + (b"q" if lit.data[-1:] != b"q" else b"z"))
+        for lit in clause
+    )
+    return _satisfying(changed)
+
+
+def test_near_misses_of_every_checked_rule(
+    typer: magic_subset.TextMagic, full: magic.Magic
+) -> None:
+    """Heads built from each left-out rule's own literals: those that hold them go to the
+    full database; those one byte off that pass the check type alike in both."""
+    conditions = typer.subset.conditions
+    differs = passed = 0
+    for condition in conditions:
+        clause = condition[0]
+        holding = _satisfying(clause)
+        if not magic_subset.is_text(holding):
+            continue
+        assert native.possible(typer.program, holding)
+        assert magic_subset.possible(conditions, holding)
+        if typer.handle.from_buffer(holding) != full.from_buffer(holding):
+            differs += 1  # the rule matters: the check is what keeps the answer right
+        miss = _near_miss(clause)
+        if typer.covers(miss):
+            passed += 1
+            assert typer.from_buffer(miss) == full.from_buffer(miss), miss[:120]
+    assert differs >= 50 and passed >= 200
+
+
+def test_compiled_check_equals_the_python_one(typer: magic_subset.TextMagic) -> None:
+    rng = random.Random(3)
+    heads = _prose(200) + _machine_text(300)
+    for condition in typer.subset.conditions[::7]:
+        heads.append(_satisfying(condition[0]))
+    heads += [bytes(rng.choice(magic_subset.TEXT_BYTES) for _ in range(rng.randrange(1, 300)))
+              for _ in range(200)]  # fmt: skip
+    for head in heads:
+        expected = magic_subset.possible(typer.subset.conditions, head)
+        assert native.possible(typer.program, head) is expected
+
+
+def test_a_malformed_program_is_refused() -> None:
+    program = magic_subset.pack(((((Literal(ANYWHERE, 0, b"abcdef")),),),))
+    assert native.possible(program, b"xx abcdef yy") is True
+    assert native.possible(program, b"xx abcdeg yy") is False
+    with pytest.raises(ValueError, match="malformed"):
+        native.possible(program[:-2], b"xx abcdef yy")
+
+
+def test_only_ascii_text_is_covered(typer: magic_subset.TextMagic) -> None:
+    assert typer.covers(b"plain words only\n")
+    assert not typer.covers(b"")
+    assert not typer.covers("caf\u00e9 words\n".encode())  # UTF-8: converted by libmagic
+    assert not typer.covers(b"words\x00\n")
+    assert not typer.covers(b"#!/bin/sh\necho hello\n")  # a left-out rule may match
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (rb"^require\([\"']", [[(LINE_START, b"require(")]]),
+        (rb"^(import|export).* from ", [[(ANYWHERE, b"import"), (ANYWHERE, b" from ")],
+                                        [(ANYWHERE, b"export"), (ANYWHERE, b" from ")]]),
+        (rb"^[ \t]{0,50}\.globl", [[(ANYWHERE, b".globl")]]),
+        (rb"a?bc*d+e", [[(ANYWHERE, b"b"), (ANYWHERE, b"d"), (ANYWHERE, b"e")]]),
+        (rb"(a|)xyz", [[(ANYWHERE, b"xyz")]]),
+        (rb"Foo|BAR", [[(ANYWHERE, b"foo")], [(ANYWHERE, b"bar")]]),
+        (rb"\wfoo", None),  # a GNU operator: not followed
+        (rb"x|[a-z]+", None),  # one alternative needs no literal
+        (rb"(unclosed", None),
+        (rb"\`start", None),
+    ],
+)  # fmt: skip
+def test_regex_literals(pattern: bytes, expected: list[list[tuple[int, bytes]]] | None) -> None:
+    condition = magic_subset.regex_condition(pattern)
+    if expected is None:
+        assert condition is None
+    else:
+        assert condition is not None
+        assert [[(lit.mode, lit.data) for lit in clause] for clause in condition] == expected
+
+
+def test_a_database_of_another_format_is_refused() -> None:
+    with pytest.raises(ValueError):
+        magic_subset.parse(b"\x00" * magic_subset.RECORD * 3)
+    with pytest.raises(ValueError):
+        magic_subset.parse(b"not a database")
+
+
+def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXAMKIT_FULL_MAGIC", "1")
+    loaded, why = magic_subset.load()
+    assert loaded is None and "EXAMKIT_FULL_MAGIC" in why
+    assert "full database for every head" in filetype.text_magic_status()
