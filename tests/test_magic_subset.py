@@ -22,9 +22,11 @@ native = pytest.importorskip("examkit._magic_native", reason="examkit._magic_nat
 
 @pytest.fixture(scope="module")
 def typer() -> magic_subset.TextMagic:
+    reason = magic_subset.unavailable()
+    if reason is not None:
+        pytest.skip(f"smaller magic database not usable here: {reason}")
     loaded, why = magic_subset.load()
-    if loaded is None:
-        pytest.skip(f"smaller magic database not usable here: {why}")
+    assert loaded is not None, why  # built here, it must pass its own sample check
     return loaded
 
 
