@@ -82,13 +82,13 @@ def _text_magic() -> tuple[TextMagic | None, str]:
 
 def text_magic_status() -> str:
     """Which database types the heads, for the run's tool versions (builds nothing)."""
-    path = compiled_database()
-    where = (
-        f"{path} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()})"
-        if path
-        else "libmagic's default"
-    )
-    reason = unavailable()
+    try:
+        path = compiled_database()
+        where = f"{path} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()})" if path else ""
+        reason = unavailable()
+    except Exception as exc:  # a run is never stopped by its own record of versions
+        return f"unknown ({type(exc).__name__}: {exc})"
+    where = where or "libmagic's default"
     if reason is not None:
         return f"{where}; full database for every head: {reason}"
     return f"{where}; ASCII text through its checked subset (examkit.magic_subset)"
