@@ -51,7 +51,7 @@ _KNOWN_FLAGS = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x800 | 0x2000 | 0x4
 
 # Bytes libmagic's encoding check counts as ASCII text (encoding.c, text_chars 'T').
 TEXT_BYTES = bytes([*range(7, 14), 27, *range(32, 127)])
-_WHITESPACE = b" \t\n\v\f\r"
+_WHITESPACE = b" \t\n\v\f\r"  # C isspace(), as bytes.split() splits
 
 # Modes of a literal
 ANYWHERE, AT_OFFSET, LINE_START = 0, 1, 2
@@ -263,8 +263,8 @@ def string_condition(entry: Entry) -> Condition | None:
     if not value:
         return None
     if entry.str_flags & (_W_COMPACT | _W_OPTIONAL | _TRIM):  # parts: a looser condition
-        parts = [s for s in re.split(rb"[ \t\n\v\f\r]+", value) if s]
-        leading_space = value[:1] in (b" ", b"\t", b"\n", b"\v", b"\f", b"\r")
+        parts = value.split()  # bytes.split(): on runs of _WHITESPACE
+        leading_space = value[0] in _WHITESPACE
     else:
         parts, leading_space = [value], False
     if not parts:
