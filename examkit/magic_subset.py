@@ -15,6 +15,10 @@ of head, plus the condition (the rules' literals) under which that showing holds
   part of a string; the literal runs of a regular expression outside optional and
   alternative parts, or each alternative's). Bytes are compared case-folded, which only
   lets more heads through to the full database;
+- so is an unmasked integer equality (byte, short, long in any byte order) at a fixed
+  offset: it needs its value's bytes there (libmagic compares sign-extended values, and
+  a head too short for the type never matches). Most such values hold a byte that text
+  never has;
 - a rule whose literals hold a byte that an eligible head never has is left out with
   no check; the others are checked on every head (``possible``), and one that *may*
   match sends the head to the full database.
@@ -31,7 +35,9 @@ from __future__ import annotations
 import os
 import re
 import struct
+import sys
 import tempfile
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +49,18 @@ FORMAT = 18
 
 # struct magic fields used here
 _TYPE_STRING, _TYPE_REGEX, _TYPE_SEARCH = 5, 17, 20
+# Integer types whose size libmagic checks against the head before comparing (mget):
+# type -> (bytes, byte order); "native" ones are in this machine's order, as the
+# database is.
+_INTEGERS: dict[int, tuple[int, typing.Literal["little", "big"]]] = {
+    1: (1, sys.byteorder),  # byte
+    2: (2, sys.byteorder),  # short
+    4: (4, sys.byteorder),  # long
+    7: (2, "big"),  # beshort
+    8: (4, "big"),  # belong
+    10: (2, "little"),  # leshort
+    11: (4, "little"),  # lelong
+}
 _BINTEST, _TEXTTEST, _UNSIGNED = 0x20, 0x40, 0x08
 _W_COMPACT, _W_OPTIONAL, _TRIM = 0x1, 0x2, 0x2000
 # Flags that change nothing but which heads match (offset start, text/binary test, line
@@ -83,8 +101,10 @@ class Entry:
     reln: int
     type: int
     offset: int
-    str_flags: int
+    str_flags: int  # for integer types, the low half of the mask
     value: bytes
+    mask_op: int = 0
+    mask: int = 0  # integer types: mask applied before comparing (0: none)
 
 
 def parse(mgc: bytes) -> tuple[list[Entry], int, int]:
@@ -101,9 +121,14 @@ def parse(mgc: bytes) -> tuple[list[Entry], int, int]:
     for i in range(n0 + n1):
         base = RECORD * (i + 1)
         cont, flag, _factor, reln, vallen, typ = struct.unpack_from("<HBBBBB", mgc, base)
+        mask_op = mgc[base + 9]
         offset, _in_offset, _line, _count, str_flags = struct.unpack_from("<iiIII", mgc, base + 12)
-        value = mgc[base + 32 : base + 32 + min(vallen, 128)]
-        entries.append(Entry(i, cont, flag, reln, typ, offset, str_flags, value))
+        (mask,) = struct.unpack_from("<Q", mgc, base + 24)
+        if typ in _INTEGERS:
+            value = mgc[base + 32 : base + 40]  # value.q, in this machine's order
+        else:
+            value = mgc[base + 32 : base + 32 + min(vallen, 128)]
+        entries.append(Entry(i, cont, flag, reln, typ, offset, str_flags, value, mask_op, mask))
     return entries, n0, n1
 
 
@@ -275,15 +300,31 @@ def string_condition(entry: Entry) -> Condition | None:
     return (tuple(literals),)
 
 
+def integer_condition(entry: Entry) -> Condition | None:
+    """The bytes an integer ``=`` test needs at its offset: its value's low bytes in the
+    type's byte order (libmagic compares sign-extended values, so the low bytes must be
+    equal; a head too short for the type never matches). None with a mask or operator."""
+    if entry.mask_op or entry.mask:
+        return None
+    size, order = _INTEGERS[entry.type]
+    value = int.from_bytes(entry.value[:8], sys.byteorder) & ((1 << (8 * size)) - 1)
+    data = value.to_bytes(size, order)
+    return ((Literal(AT_OFFSET, entry.offset, data.lower()),),)
+
+
 def entry_condition(entry: Entry) -> Condition | None:
     """The condition of a top-level rule that may be left out, or None to keep it."""
     test_bits = entry.flag & (_BINTEST | _TEXTTEST)
-    if entry.cont_level or entry.reln != ord("=") or test_bits not in (_BINTEST, _TEXTTEST):
-        return None
-    if entry.flag & ~(_BINTEST | _TEXTTEST | _UNSIGNED) or entry.str_flags & ~_KNOWN_FLAGS:
-        return None  # indirect or relative offsets, offsets from the end, unknown flags
+    if entry.cont_level or entry.reln != ord("=") or not test_bits:
+        return None  # a rule in both passes sees the same bytes in each: one condition
+    if entry.flag & ~(_BINTEST | _TEXTTEST | _UNSIGNED):
+        return None  # indirect or relative offsets, offsets from the end
     if entry.offset < 0:
         return None
+    if entry.type in _INTEGERS:
+        return integer_condition(entry)
+    if entry.str_flags & ~_KNOWN_FLAGS:
+        return None  # unknown flags
     if entry.type == _TYPE_REGEX:  # compiled as a C string: up to its first NUL
         return regex_condition(entry.value.split(b"\0", 1)[0], entry.offset)
     if entry.type in (_TYPE_STRING, _TYPE_SEARCH):

@@ -233,3 +233,63 @@ def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     loaded, why = magic_subset.load()
     assert loaded is None and "EXAMKIT_FULL_MAGIC" in why
     assert "full database for every head" in filetype.text_magic_status()
+
+
+_INTEGER_RULES = (
+    "0\tbelong\t0x41424344\tbig-endian\n!:mime\ttext/x-be\n"
+    "0\tleshort\t0x4241\tlittle-endian\n!:mime\ttext/x-le\n"
+    "2\tlelong\t0x00000a0d\tneeds four bytes\n!:mime\ttext/x-oob\n"
+    "0\tbyte\t-0x7f\tsign-extended\n!:mime\ttext/x-neg\n"
+    "0\tbelong&0xffff0000\t0x58590000\tmasked\n!:mime\ttext/x-mask\n"
+)
+
+
+@pytest.fixture(scope="module")
+def integer_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Integer rules compiled by libmagic itself (magic_compile) from a source file."""
+    import ctypes
+
+    folder = tmp_path_factory.mktemp("magic")
+    (folder / "ints").write_text(_INTEGER_RULES)
+    lib = magic.libmagic
+    lib.magic_open.restype, lib.magic_open.argtypes = ctypes.c_void_p, [ctypes.c_int]
+    lib.magic_compile.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.magic_close.argtypes = [ctypes.c_void_p]
+    cookie = lib.magic_open(0)
+    cwd = os.getcwd()
+    os.chdir(folder)  # libmagic writes NAME.mgc in the working folder
+    try:
+        assert lib.magic_compile(cookie, b"ints") == 0
+    finally:
+        os.chdir(cwd)
+        lib.magic_close(cookie)
+    return folder / "ints.mgc"
+
+
+def test_integer_rules_read_as_libmagic_compares_them(integer_db: Path) -> None:
+    """An integer ``=`` rule needs its value's bytes, in the type's order, at its offset:
+    libmagic's own answers on heads built from those bytes agree."""
+    db = magic.Magic(mime=True, magic_file=str(integer_db))
+    entries, n0, _ = magic_subset.parse(integer_db.read_bytes())
+    read = {}
+    for entry in entries[:n0]:
+        condition = magic_subset.entry_condition(entry)
+        read[entry.offset, entry.type, entry.mask] = condition and [
+            (lit.mode, lit.offset, lit.data) for lit in condition[0]
+        ]
+    assert read[0, 8, 0] == [(AT_OFFSET, 0, b"abcd")]  # belong: big-endian
+    assert read[0, 10, 0] == [(AT_OFFSET, 0, b"ab")]  # leshort 0x4241: "AB" in the head
+    assert read[2, 11, 0] == [(AT_OFFSET, 2, b"\r\n\x00\x00")]
+    assert read[0, 1, 0] == [(AT_OFFSET, 0, b"\x81")]  # -0x7f as one byte
+    assert [v for (_, _, mask), v in read.items() if mask] == [None]  # a mask: not read
+    assert db.from_buffer(b"ABCD words") == "text/x-be"
+    assert db.from_buffer(b"ABzz words") == "text/x-le"
+    assert db.from_buffer(b"\x81 words") == "text/x-neg"
+    assert db.from_buffer(b"XYzz words") == "text/x-mask"
+    # a head too short for the type is not matched, though its missing bytes would be 0
+    assert db.from_buffer(b"zz\r\n") != "text/x-oob"
+    assert db.from_buffer(b"zz\r\n\x00\x00") == "text/x-oob"
+    subset = magic_subset.build(integer_db.read_bytes())
+    checked = [[(lit.offset, lit.data) for lit in c[0]] for c in subset.conditions]
+    assert checked == [[(0, b"abcd")]]  # the others: kept (short or masked) or never text
+    assert subset.left_out == 3 and subset.kept == 2
