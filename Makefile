@@ -12,7 +12,7 @@ APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppl
 
 .PHONY: bytecode demo test lint typecheck unit fixtures samples bench bench-scan bench-large bench-hashsets bench-hashsets-large bench-memory bench-perceptual fuzz apt-runtime apt-test clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard examkit/*.c)
 	@./.ci/apt-ensure $(APT_RUNTIME)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -23,6 +23,11 @@ of head, plus the condition (the rules' literals) under which that showing holds
   no check; the others are checked on every head (``possible``), and one that *may*
   match sends the head to the full database.
 
+The rules kept because their literals are too short (in most text) cost most of the
+copy's time. The weak ``search``/``regex`` ones are *keyed*: ``which`` gives the set of
+them that may match a head, and a further copy without the rest types it (``TextMagic``
+makes copies for the sets it sees most, and uses one holding every rule of the set).
+
 A rule whose top-level test fails has no other effect in libmagic (its continuations are
 skipped, nothing is printed or remembered), so for a head none of whose left-out rules
 can match, the copy gives the answer the full database gives. The test suite compares
@@ -39,7 +44,7 @@ import sys
 import tempfile
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -346,26 +351,53 @@ def _weak(condition: Condition) -> bool:
 
 @dataclass(frozen=True)
 class Subset:
-    """The smaller database and the conditions of the rules it leaves out."""
+    """The smaller database and the conditions of the rules it leaves out.
 
-    database: bytes
+    ``keyed`` rules are weak ``search``/``regex`` rules the copy keeps (their literals are
+    too common to send a head to the full database) but which cost most of the copy's
+    time: a further copy may leave out those that cannot match a given head
+    (``database(key)``, with bit i of ``key`` set for each keyed rule i it keeps).
+    """
+
+    chunks: tuple[tuple[int, bytes], ...]  # (keyed rule or -1, its records), in order
+    header: bytes
+    named: bytes  # the second set (named rules), as it is
     conditions: tuple[Condition, ...]
+    keyed: tuple[Condition, ...]
     left_out: int  # rules left out (checked or never possible)
     kept: int  # top-level rules in the copy
+
+    @property
+    def every_key(self) -> int:
+        return (1 << len(self.keyed)) - 1
+
+    def database(self, key: int = -1) -> bytes:
+        """The copy with the keyed rules in ``key`` (all of them by default)."""
+        parts = [p for k, p in self.chunks if k < 0 or key >> k & 1]
+        count = sum(len(p) for p in parts) // RECORD
+        header = bytearray(self.header)
+        struct.pack_into("<2I", header, 8, count, len(self.named) // RECORD)
+        return b"".join([bytes(header), *parts, self.named])
+
+
+MAX_KEYED = 62  # keyed rules (bits of the compiled check's answer)
+_KEYED_TYPES = (_TYPE_SEARCH, _TYPE_REGEX)
 
 
 def build(mgc: bytes) -> Subset:
     """The copy of a compiled database for ASCII-text heads (see the module docstring)."""
     entries, n0, n1 = parse(mgc)
-    keep: list[bytes] = [mgc[:RECORD]]
+    chunks: list[tuple[int, bytes]] = []
     conditions: list[Condition] = []
-    left_out = kept = count = 0
+    keyed: list[Condition] = []
+    left_out = kept = 0
     i = 0
     while i < n0:
         j = i + 1
         while j < n0 and entries[j].cont_level > 0:
             j += 1
         condition = entry_condition(entries[i])
+        key = -1
         if condition is not None:
             possible = tuple(c for c in condition if not any(map(_never_in_text, c)))
             if not possible:
@@ -377,15 +409,15 @@ def build(mgc: bytes) -> Subset:
                 left_out += 1
                 i = j
                 continue
-        keep.append(mgc[RECORD * (i + 1) : RECORD * (j + 1)])
+            if entries[i].type in _KEYED_TYPES and len(keyed) < MAX_KEYED:
+                key = len(keyed)
+                keyed.append(possible)
+        chunks.append((key, mgc[RECORD * (i + 1) : RECORD * (j + 1)]))
         kept += 1
-        count += j - i
         i = j
-    keep.append(mgc[RECORD * (1 + n0) : RECORD * (1 + n0 + n1)])  # named rules, as they are
-    header = bytearray(keep[0])
-    struct.pack_into("<2I", header, 8, count, n1)
-    keep[0] = bytes(header)
-    return Subset(b"".join(keep), tuple(conditions), left_out, kept)
+    named = mgc[RECORD * (1 + n0) : RECORD * (1 + n0 + n1)]
+    return Subset(tuple(chunks), mgc[:RECORD], named, tuple(conditions), tuple(keyed),
+                  left_out, kept)  # fmt: skip
 
 
 def is_text(head: bytes) -> bool:
@@ -405,6 +437,16 @@ def possible(conditions: Sequence[Condition], head: bytes) -> bool:
     """Whether some left-out rule may match ``head`` (reference version, in Python)."""
     folded = head.lower()
     return any(all(_found(lit, folded) for lit in clause) for cond in conditions for clause in cond)
+
+
+def which(conditions: Sequence[Condition], head: bytes) -> int:
+    """Bit i set when rule i may match ``head`` (reference version, in Python)."""
+    folded = head.lower()
+    return sum(
+        1 << i
+        for i, cond in enumerate(conditions)
+        if any(all(_found(lit, folded) for lit in clause) for clause in cond)
+    )
 
 
 def pack(conditions: Sequence[Condition]) -> bytes:
@@ -440,18 +482,85 @@ SAMPLES = (
 )
 
 
-class TextMagic:
-    """libmagic with the smaller database, for the ASCII-text heads the check lets in."""
+# A further copy is made for a set of keyed rules (see Subset) once this many heads have
+# needed that set, up to MAX_COPIES per process (each about 3 MB in libmagic). When all
+# are made, a set seen more than twice as often as the least-used copy's replaces it;
+# counts are halved every _AGE_EVERY heads, so copies follow what the evidence holds now.
+# A head whose set has no copy of its own is typed by the smallest copy holding all of it.
+BUILD_AFTER = 2
+MAX_COPIES = 8
+_AGE_EVERY = 2048
 
-    def __init__(self, handle: Any, program: bytes, check: Any, subset: Subset) -> None:
-        self.handle, self.program, self._check, self.subset = handle, program, check, subset
+
+def _open(database: bytes) -> Any:
+    import magic
+
+    with tempfile.TemporaryDirectory(prefix="examkit-magic-") as folder:
+        copy = Path(folder) / "text.mgc"
+        copy.write_bytes(database)
+        return magic.Magic(mime=True, magic_file=str(copy))  # read whole: the file may go
+
+
+class TextMagic:
+    """libmagic with the smaller databases, for the ASCII-text heads the check lets in."""
+
+    def __init__(self, subset: Subset, check: Any, which: Any, build_after: int = BUILD_AFTER,
+                 max_copies: int = MAX_COPIES) -> None:  # fmt: skip
+        self.subset, self._check, self._which = subset, check, which
+        self.program, self.keyed_program = pack(subset.conditions), pack(subset.keyed)
+        self.build_after, self.max_copies = build_after, max_copies
+        self.copies: dict[int, Any] = {subset.every_key: _open(subset.database())}
+        self._seen: dict[int, int] = {}  # heads per set of keyed rules, aged
+        self._best: dict[int, int] = {}  # set -> the copy that types it
+        self._heads = 0
+
+    @property
+    def handle(self) -> Any:
+        """The copy with every keyed rule: right for any head it covers."""
+        return self.copies[self.subset.every_key]
 
     def covers(self, head: bytes) -> bool:
         """Whether the smaller database gives the full one's answer for ``head``."""
         return is_text(head) and not self._check(self.program, head)
 
+    def key(self, head: bytes) -> int:
+        """The keyed rules that may match ``head``, as bits."""
+        return int(self._which(self.keyed_program, head))
+
     def from_buffer(self, head: bytes) -> str:
-        return str(self.handle.from_buffer(head))
+        """The type of a covered head, from a copy holding every keyed rule it may match."""
+        return str(self._copy(self.key(head)).from_buffer(head))
+
+    def _copy(self, key: int) -> Any:
+        self._heads += 1
+        if self._heads % _AGE_EVERY == 0:
+            self._seen = {k: n // 2 for k, n in self._seen.items() if n > 1}
+        seen = self._seen[key] = self._seen.get(key, 0) + 1
+        handle = self.copies.get(key)
+        if handle is not None:
+            return handle
+        if seen >= self.build_after and self._room_for(seen):
+            handle = self.copies[key] = _open(self.subset.database(key))
+            self._best.clear()
+            return handle
+        best = self._best.get(key)
+        if best is None:
+            holding = (k for k in self.copies if key & ~k == 0)  # every_key at least
+            best = self._best[key] = min(holding, key=lambda k: k.bit_count())
+        return self.copies[best]
+
+    def _room_for(self, seen: int) -> bool:
+        """Whether a copy may be made for a set seen ``seen`` times (evicting one)."""
+        if len(self.copies) < self.max_copies:
+            return True
+        made = [k for k in self.copies if k != self.subset.every_key]
+        if not made:
+            return False
+        least = min(made, key=lambda k: self._seen.get(k, 0))
+        if seen <= 2 * self._seen.get(least, 0):
+            return False
+        del self.copies[least]  # libmagic's handle is closed when python-magic's goes
+        return True
 
 
 def compiled_database() -> Path | None:
@@ -512,13 +621,8 @@ def load() -> tuple[TextMagic | None, str]:
         subset = build(path.read_bytes())
     except (OSError, ValueError) as exc:
         return None, f"off: {exc}"
-    with tempfile.TemporaryDirectory(prefix="examkit-magic-") as folder:
-        copy = Path(folder) / "text.mgc"
-        copy.write_bytes(subset.database)
-        handle = magic.Magic(mime=True, magic_file=str(copy))  # read whole: the file may go
     full = magic.Magic(mime=True)
-    subset = replace(subset, database=b"")  # libmagic holds its own copy: 5 MB less
-    typer = TextMagic(handle, pack(subset.conditions), _magic_native.possible, subset)
+    typer = TextMagic(subset, _magic_native.possible, _magic_native.which)
     for head in SAMPLES:
         if typer.covers(head) and typer.from_buffer(head) != full.from_buffer(head):
             return None, "off: the smaller database answered a sample differently"
@@ -526,5 +630,6 @@ def load() -> tuple[TextMagic | None, str]:
         return None, "off: no sample passed the check"
     return typer, (
         f"on: {subset.left_out} of {subset.left_out + subset.kept} rules left out for"
-        f" ASCII text, {len(subset.conditions)} of them checked on each head"
+        f" ASCII text, {len(subset.conditions)} of them checked on each head;"
+        f" {len(subset.keyed)} kept ones checked for further copies"
     )

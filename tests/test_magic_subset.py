@@ -293,3 +293,74 @@ def test_integer_rules_read_as_libmagic_compares_them(integer_db: Path) -> None:
     checked = [[(lit.offset, lit.data) for lit in c[0]] for c in subset.conditions]
     assert checked == [[(0, b"abcd")]]  # the others: kept (short or masked) or never text
     assert subset.left_out == 3 and subset.kept == 2
+
+
+@pytest.fixture(scope="module")
+def every_copy(typer: magic_subset.TextMagic) -> magic_subset.TextMagic:
+    """A typer that makes a copy for every set of keyed rules it meets."""
+    return magic_subset.TextMagic(typer.subset, native.possible, native.which, 1, 64)
+
+
+def test_compiled_keys_equal_the_python_ones(typer: magic_subset.TextMagic) -> None:
+    keyed = typer.subset.keyed
+    assert 0 < len(keyed) <= magic_subset.MAX_KEYED
+    heads = _prose(200) + _machine_text(400) + [_satisfying(c[0]) for c in keyed]
+    heads += [_near_miss(c[0]) for c in keyed]
+    seen = set()
+    for head in heads:
+        key = native.which(typer.keyed_program, head)
+        assert key == magic_subset.which(keyed, head), head[:80]
+        seen.add(key)
+    assert len(seen) >= 20  # the heads do reach different sets of rules
+
+
+def test_every_keyed_rule_is_set_by_its_literals(
+    typer: magic_subset.TextMagic, every_copy: magic_subset.TextMagic, full: magic.Magic
+) -> None:
+    """A head holding a keyed rule's literals sets its bit and is typed by a copy with
+    that rule; the near miss, without the bit, types alike in a copy without it."""
+    checked = 0
+    for i, condition in enumerate(typer.subset.keyed):
+        holding = _satisfying(condition[0])
+        assert every_copy.key(holding) >> i & 1, condition[0]
+        miss = _near_miss(condition[0])
+        if every_copy.covers(miss) and not every_copy.key(miss) >> i & 1:
+            checked += 1
+            assert every_copy.from_buffer(miss) == full.from_buffer(miss), miss[:120]
+        if every_copy.covers(holding):
+            assert every_copy.from_buffer(holding) == full.from_buffer(holding), holding[:120]
+    assert checked >= len(typer.subset.keyed) // 2
+
+
+def test_copies_give_the_full_database_answers(
+    every_copy: magic_subset.TextMagic, full: magic.Magic
+) -> None:
+    heads = _machine_text(2500) + _prose(600)
+    covered = 0
+    for head in heads:
+        if every_copy.covers(head):
+            covered += 1
+            assert every_copy.from_buffer(head) == full.from_buffer(head), head[:120]
+    assert covered >= 600
+    assert len(every_copy.copies) >= 10  # most heads were typed by a copy of their own
+    assert every_copy.subset.every_key in every_copy.copies
+
+
+def test_copies_are_bounded_and_fall_back_to_a_superset(typer: magic_subset.TextMagic) -> None:
+    bounded = magic_subset.TextMagic(typer.subset, native.possible, native.which, 2, 3)
+    heads = _machine_text(600) + _prose(100)
+    for head in heads:
+        if bounded.covers(head):
+            key = bounded.key(head)
+            handle = bounded._copy(key)
+            held = next(k for k, h in bounded.copies.items() if h is handle)
+            assert key & ~held == 0  # the copy used holds every rule the head may match
+    assert len(bounded.copies) == 3
+
+
+def test_which_refuses_too_many_rules() -> None:
+    rule = ((Literal(ANYWHERE, 0, b"abcdef"),),)
+    program = magic_subset.pack([rule] * 63)
+    with pytest.raises(ValueError):
+        native.which(program, b"abcdef")
+    assert native.which(magic_subset.pack([rule] * 62), b" abcdef ") == (1 << 62) - 1
