@@ -2,12 +2,14 @@
 
     make bench-scan                 # builds a >= 2 GB NTFS image (seeded), then measures
 
-Builds the image with real tools (make_tree.py + build_ntfs.sh: mkntfs, ntfs-3g),
-warms the page cache, then times `fiwalk -X` (MD5 + SHA-1 of every file) and
-`examkit scan` (MD5 + SHA-1 + SHA-256 + type + hash-set matching), each as a
-whole process, and prints wall times, ratios, peak memory (total PSS of the
-process and its workers), examkit's hashing rate as a fraction of this
-machine's hashing limit, and the time per file.
+Builds the image with real tools (make_tree.py + build_ntfs.sh: mkntfs, ntfs-3g) and
+a hash-set library (a 1,002,000-entry known-good md5sum set and a 50,025-entry
+known-bad sha256sum set, each holding some of the image's files), warms the page
+cache, then times `fiwalk -X` (MD5 + SHA-1 of every file) and `examkit scan` (MD5 +
+SHA-1 + SHA-256 + type + hash-set matching, its counts checked), each as a whole
+process, and prints wall times, ratios, peak memory (total PSS of the process and its
+workers), examkit's hashing rate as a fraction of this machine's hashing limit, and
+the time per file.
 Targets (issue 5): examkit <= 0.5x fiwalk; >= 80% of the hashing limit;
 < 0.3 ms per small file; peak memory < 400 MB.
 """
@@ -54,6 +56,52 @@ def build_image(work: Path, seed: int, count: int, big: int, size_mb: int) -> Pa
                     str(size_mb)], check=True, env=env)  # fmt: skip
     shutil.rmtree(tree)
     return image
+
+
+GOOD_RANDOM, GOOD_FROM_IMAGE = 1_000_000, 2_000  # the known-good (NSRL-like) set
+BAD_RANDOM, BAD_FROM_IMAGE = 50_000, 25  # the known-bad set (generated stand-ins)
+
+
+def build_library(work: Path, env: dict[str, str], seed: int) -> tuple[int, int]:
+    """A hash-set library for the scan to match against: a known-good md5sum set of
+    GOOD_RANDOM random digests plus the MD5 of GOOD_FROM_IMAGE of the image's files, and
+    a known-bad sha256sum set of BAD_RANDOM random digests plus the SHA-256 of
+    BAD_FROM_IMAGE others. The files are drawn (seeded) from the generator's plan, whose
+    digests make_tree.py computed itself: allocated files whose content no other stream
+    has. Returns the (known-good, flagged) counts a correct scan must report."""
+    import random
+
+    plan = json.loads((work / "plan.json").read_text())
+    gone = set(plan["delete"])
+    others = [e["md5"] for key in ("ads", "after_delete") for e in plan[key]]
+    candidates = [f for f in plan["files"] if f["path"] not in gone and f["md5"] not in others]
+    rng = random.Random(seed)
+    picked = rng.sample(candidates, GOOD_FROM_IMAGE + BAD_FROM_IMAGE)
+    good, bad = picked[:GOOD_FROM_IMAGE], picked[GOOD_FROM_IMAGE:]
+    library = work / "library"
+    shutil.rmtree(library, ignore_errors=True)
+    library.mkdir()
+    sources = work / "sets"
+    sources.mkdir(exist_ok=True)
+    for name, kind, digest, random_count, chosen, size in (
+        ("nsrl-like", "known-good", "md5", GOOD_RANDOM, good, 16),
+        ("known-bad-standins", "known-bad", "sha256", BAD_RANDOM, bad, 32),
+    ):
+        lines = [f"{rng.randbytes(size).hex()}  /reference/{name}/{i:07d}.bin\n"
+                 for i in range(random_count)]  # fmt: skip
+        lines += [f"{f[digest]}  /reference/{name}/{Path(f['path']).name}\n" for f in chosen]
+        rng.shuffle(lines)
+        source = sources / f"{name}.txt"
+        source.write_text("".join(lines))
+        t = time.perf_counter()
+        subprocess.run([EXAMKIT, "hashset", "import", str(source), "--name", name, "--kind",
+                        kind, "--format", "md5sum"], check=True, env=env,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        print(
+            f"hash set {name} ({kind}): {len(lines):,} {digest} digests, {len(chosen):,} of"
+            f" them of the image's files; imported in {time.perf_counter() - t:.1f} s"
+        )
+    return len(good), len(bad)
 
 
 def _hash_rate(seconds: float = 1.5) -> float:
@@ -159,6 +207,7 @@ def main() -> int:
     if missing_tool("fiwalk", "mkntfs", "ntfs-3g"):
         return 2
     work = work_folder(args.work, "examkit-bench-scan-")
+    failed = False
     compile_bytecode()  # as a wheel install has it, whatever PYTHONDONTWRITEBYTECODE says
     try:
         t = time.perf_counter()
@@ -170,7 +219,7 @@ def main() -> int:
                 pass
         limit, cores = hashing_limit()
         env = dict(os.environ, EXAMKIT_HASHSETS=str(work / "library"))
-        (work / "library").mkdir(exist_ok=True)
+        want_good, want_bad = build_library(work, env, args.seed)
         rows = []
         xml = work / "fiwalk.xml"
         xml.unlink(missing_ok=True)
@@ -191,6 +240,11 @@ def main() -> int:
                                          "--json", *extra], env, out)  # fmt: skip
             results[label] = json.loads(out.read_text())
             rows.append((label, wall, rss))
+            found = results[label]["evidence"][0]
+            if (found["known_good"], found["flagged"]) != (want_good, want_bad):
+                print(f"{label}: {found['known_good']} known-good and {found['flagged']}"
+                      f" flagged streams, expected {want_good} and {want_bad}")  # fmt: skip
+                failed = True
         fiwalk_wall = rows[0][1]
         print(
             f"\n{cores} cores; hashing limit (md5+sha1+sha256, all cores): {limit / 1e6:.0f} MB/s"
@@ -236,11 +290,14 @@ def main() -> int:
             f" recording): {rest / files * 1000:.3f} ms; typing adds"
             f" {typing / files * 1000:.3f} ms (small files alone: make bench-memory)"
         )
+        print(f"hash-set matching: every scan found the {want_good:,} known-good and the"
+              f" {want_bad} known-bad files of the library" if not failed else
+              "hash-set matching: DIFFERENT COUNTS (above)")  # fmt: skip
         print("targets: ratio <= 0.50x; >= 80% of the limit; < 0.3 ms per small file; < 400 MiB")
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
