@@ -118,14 +118,14 @@ def main() -> int:
         for _ in range(args.runs):
             xml = work / "fiwalk.xml"
             xml.unlink(missing_ok=True)
-            fiwalk.append(measure_tree(["fiwalk", "-X", str(xml), str(image)])[0])
+            fiwalk.append(measure_tree(["fiwalk", "-X", str(xml), str(image)], sample=False)[0])
             for leftover in work.glob("case.sqlite*"):
                 leftover.unlink()
             out = work / "scan.json"
             wall, _rss, _ = measure_tree(
                 [EXAMKIT, "scan", str(image), "--case", str(work / "case.sqlite"), "--json",
                  "--no-verify", "--no-perceptual"],
-                {**os.environ, **env}, out,
+                {**os.environ, **env}, out, sample=False,
             )  # fmt: skip
             examkit.append(wall)
             hashed = json.loads(out.read_text())["evidence"][0]["bytes_hashed"]
