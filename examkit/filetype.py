@@ -94,6 +94,15 @@ def text_magic_status() -> str:
     return f"{where}; ASCII text through its checked subset (examkit.magic_subset)"
 
 
+def typing_used() -> str:
+    """How this process types heads, for the run's record (loads the subset if it has not
+    yet): libmagic's version, then its checked subset for ASCII text or the full database
+    for every head, with the reason."""
+    text, reason = _text_magic()
+    how = "ASCII text through its checked subset" if text else "full database for every head"
+    return f"libmagic {libmagic_version()}: {how} ({reason})"
+
+
 def libmagic_version() -> str:
     """The libmagic version python-magic is using, or ``unknown``."""
     try:

@@ -19,6 +19,7 @@ from .dispatch import Dispatch, hash_pending
 from .errors import EvidenceError, ExamkitError, UsageError
 from .evidence import ALGORITHMS, open_media, verify
 from .executors import ClusterExecutor, default_workers, local_executor, map_path
+from .filetype import typing_used
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
 from .interrupts import RunSignals
@@ -143,10 +144,12 @@ def _scan(
                         _evidence_failed(case, run_id, item, exc, examiner)
                 # an item that failed while hashing, or a scan that stopped, left them dropped
                 digest_indexes.restore(case)
+                typed_by = workers_typing(executor)
                 executor.shutdown(wait=True)  # still interruptible: a cluster may be slow
                 signals.hold()
                 status = "failed" if failures else "complete"
-                _finish_run(case, run_id, status, examiner, "; ".join(failures) or None)
+                _finish_run(case, run_id, status, examiner, "; ".join(failures) or None,
+                            typed_by)  # fmt: skip
                 # still held: the run is closed, a signal now must not undo its summary
                 summaries = tuple(_summary(case, item.evidence_id) for item in sets)
             except KeyboardInterrupt:
@@ -425,8 +428,30 @@ def _counts(case: Case, run_id: int) -> dict[str, Any]:
     }
 
 
-def _finish_run(case: Case, run_id: int, status: str, actor: str | None, error: str | None) -> None:
-    finish_run(case, run_id, status, actor, error, _counts(case, run_id))
+def workers_typing(executor: Executor) -> str:
+    """How the workers typed heads (``filetype.typing_used``), as they report it: every
+    worker of a cluster, one of a local pool (all fork from one preloaded server), this
+    process inline. The run's ``tool_versions`` are the parent's; this is what did it."""
+    try:
+        client = getattr(executor, "client", None)  # a Dask cluster: ask every worker
+        if client is not None:
+            answers = {str(a) for a in client.run(typing_used).values()}
+        else:
+            answers = {str(executor.submit(typing_used).result(timeout=TYPING_TIMEOUT))}
+    except Exception as exc:  # the record of it never fails the run
+        return f"unknown ({type(exc).__name__}: {exc})"
+    return "; ".join(sorted(answers)) or "unknown (no worker answered)"
+
+
+TYPING_TIMEOUT = 60  # seconds for a worker to say how it typed
+
+
+def _finish_run(case: Case, run_id: int, status: str, actor: str | None, error: str | None,
+                typed_by: str | None = None) -> None:  # fmt: skip
+    counts = _counts(case, run_id)
+    if typed_by is not None:
+        counts["typed_by"] = typed_by
+    finish_run(case, run_id, status, actor, error, counts)
 
 
 def _summary(case: Case, evidence_id: str) -> EvidenceSummary:

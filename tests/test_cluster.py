@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from examkit import filetype
 from examkit.errors import UsageError
 from examkit.executors import map_path
 from examkit.scan import ScanOptions, scan
@@ -44,6 +45,18 @@ def test_cluster_scan_equals_local_scan(
     assert summary.status == "complete"
     skip = frozenset({"file_id", "evidence_id", "run_id", "volume_id", "filesystem_id"})
     assert comparable_rows(cluster_case, skip) == comparable_rows(local_case, skip)
+    # the run records how the cluster's workers typed, as they said it (one answer each,
+    # the same here: the same machine)
+    assert _typed_by(cluster_case) == _typed_by(local_case)
+    assert _typed_by(cluster_case).startswith(f"libmagic {filetype.libmagic_version()}: ")
+
+
+def _typed_by(case: Path) -> str:
+    import json
+    import sqlite3
+
+    (counts,) = sqlite3.connect(case).execute("SELECT counts FROM runs").fetchone()
+    return str(json.loads(counts)["typed_by"])
 
 
 def test_unreachable_scheduler_is_one_clear_error(

@@ -67,3 +67,51 @@ def test_the_cache_is_bounded() -> None:
     info = filetype._mime_of_head.cache_info()
     assert info.maxsize == filetype.HEAD_CACHE
     assert filetype.HEAD_CACHE * HEAD_SIZE <= 8 * 1024 * 1024
+
+
+def _typed_by(case: Any) -> str:
+    import json
+    import sqlite3
+
+    (counts,) = sqlite3.connect(case).execute("SELECT counts FROM runs").fetchone()
+    return str(json.loads(counts)["typed_by"])
+
+
+def test_the_run_records_how_the_workers_typed(
+    fixture_images: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the parent's guess: what a worker (here: this process, inline) says it used."""
+    from examkit import magic_subset
+    from examkit.scan import ScanOptions, scan
+
+    image = fixture_images / "fat16.raw"
+    options = ScanOptions(workers=1, verify_media=False, perceptual=False)
+    scan(tmp_path / "pool.sqlite", [image], options=options)
+    pooled = _typed_by(tmp_path / "pool.sqlite")
+    assert pooled.startswith(f"libmagic {filetype.libmagic_version()}: ")
+    if magic_subset.unavailable() is None:
+        assert "ASCII text through its checked subset (on: " in pooled
+    monkeypatch.setenv("EXAMKIT_FULL_MAGIC", "1")  # inline: this process decides
+    filetype._text_magic.cache_clear()
+    try:
+        inline = ScanOptions(workers=0, verify_media=False, perceptual=False)
+        scan(tmp_path / "inline.sqlite", [image], options=inline)
+    finally:
+        filetype._text_magic.cache_clear()  # loaded again once the variable is gone
+    assert _typed_by(tmp_path / "inline.sqlite").endswith(
+        "full database for every head (off: EXAMKIT_FULL_MAGIC is set)"
+    )
+
+
+def test_a_worker_that_cannot_answer_is_recorded_as_unknown() -> None:
+    from concurrent.futures import Future
+
+    from examkit.scan import workers_typing
+
+    class Broken:
+        def submit(self, fn: Any) -> Future[str]:
+            future: Future[str] = Future()
+            future.set_exception(RuntimeError("the pool is shut down"))
+            return future
+
+    assert workers_typing(Broken()) == "unknown (RuntimeError: the pool is shut down)"  # type: ignore[arg-type]
