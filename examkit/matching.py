@@ -125,6 +125,9 @@ def use_sets(
     return used
 
 
+ENTRIES_REMEMBERED = 100_000  # set entries whose records a matcher keeps
+
+
 class Matcher:
     """Looks up batches of file digests in every set and builds ``matches`` rows."""
 
@@ -147,8 +150,10 @@ class Matcher:
             if len(queries) == 0:
                 continue
             for case_set in self.sets:
-                q_pos, entries = case_set.index.lookup(algorithm, queries)
-                for q, entry in zip(q_pos.tolist(), entries.tolist(), strict=True):
+                q_pos, found = case_set.index.lookup(algorithm, queries)
+                entries = found.tolist()
+                self._gather(case_set, entries)
+                for q, entry in zip(q_pos.tolist(), entries, strict=True):
                     f = files[int(valid[q])]
                     out.append(self._row(case_set, algorithm, f, entry, run_id, now))
         if self.near.enabled:
@@ -186,10 +191,23 @@ class Matcher:
                     out.append(self._row(case_set, algorithm, f, entry, run_id, now, distance))
         return out
 
+    def _gather(self, case_set: CaseSet, entries: Sequence[int]) -> None:
+        """Read the records of a batch's hits in one step per column (a set's columns are
+        memory maps: one read of one entry costs ~40 microseconds, most of it numpy's)."""
+        missing = sorted({e for e in entries if (case_set.hashset_id, e) not in self._entries})
+        if not missing:
+            return
+        if len(self._entries) + len(missing) > ENTRIES_REMEMBERED:
+            self._entries.clear()
+        names, sizes, metas = case_set.index.columns(missing)
+        for entry, name, size, meta in zip(missing, names, sizes, metas, strict=True):
+            record = EntryRecord(entry, name, size, json.loads(meta) if meta else {})
+            self._entries[(case_set.hashset_id, entry)] = record
+
     def _entry(self, case_set: CaseSet, entry: int) -> EntryRecord:
         key = (case_set.hashset_id, entry)
         if key not in self._entries:
-            if len(self._entries) > 100_000:
+            if len(self._entries) > ENTRIES_REMEMBERED:
                 self._entries.clear()
             self._entries[key] = case_set.index.entry(entry)
         return self._entries[key]
