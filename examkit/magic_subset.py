@@ -15,10 +15,11 @@ of head, plus the condition (the rules' literals) under which that showing holds
   part of a string; the literal runs of a regular expression outside optional and
   alternative parts, or each alternative's). Bytes are compared case-folded, which only
   lets more heads through to the full database;
-- so is an unmasked integer equality (byte, short, long in any byte order) at a fixed
-  offset: it needs its value's bytes there (libmagic compares sign-extended values, and
-  a head too short for the type never matches). Most such values hold a byte that text
-  never has;
+- so is an integer equality (byte, short, long in any byte order) at a fixed offset: it
+  needs its value's bytes there, those its AND mask keeps whole if it has one (libmagic
+  compares sign-extended values, and a head too short for the type never matches); and
+  an unsigned ``<`` of at most 256 needs zero bytes above the lowest. Most such values
+  hold a byte that text never has;
 - a rule whose literals hold a byte that an eligible head never has is left out with
   no check; the others are checked on every head (``possible``), and one that *may*
   match sends the head to the full database.
@@ -27,6 +28,12 @@ The rules kept because their literals are too short (in most text) cost most of 
 copy's time. The weak ``search``/``regex`` ones are *keyed*: ``which`` gives the set of
 them that may match a head, and a further copy without the rest types it (``TextMagic``
 makes copies for the sets it sees most, and uses one holding every rule of the set).
+
+An ``indirect`` test runs the first set of rules again on the head's bytes from its
+offset, where the left-out rules' literals were not looked for. A kept rule that reaches
+one (itself or through the named rules it ``use``s) is therefore checked like a left-out
+rule: a head it may match goes to the full database (``reaching_indirect``); one with no
+condition to check makes the copy refuse to build.
 
 A rule whose top-level test fails has no other effect in libmagic (its continuations are
 skipped, nothing is printed or remembered), so for a head none of whose left-out rules
@@ -54,6 +61,7 @@ FORMAT = 18
 
 # struct magic fields used here
 _TYPE_STRING, _TYPE_REGEX, _TYPE_SEARCH = 5, 17, 20
+_TYPE_INDIRECT, _TYPE_NAME, _TYPE_USE = 41, 45, 46
 # Integer types whose size libmagic checks against the head before comparing (mget):
 # type -> (bytes, byte order); "native" ones are in this machine's order, as the
 # database is.
@@ -306,21 +314,36 @@ def string_condition(entry: Entry) -> Condition | None:
 
 
 def integer_condition(entry: Entry) -> Condition | None:
-    """The bytes an integer ``=`` test needs at its offset: its value's low bytes in the
-    type's byte order (libmagic compares sign-extended values, so the low bytes must be
-    equal; a head too short for the type never matches). None with a mask or operator."""
-    if entry.mask_op or entry.mask:
-        return None
+    """The bytes an integer test needs at its offset, in the type's byte order: for ``=``,
+    its value's low bytes (libmagic compares sign-extended values, so the low bytes must be
+    equal), only those its mask keeps whole when it has an AND mask; for an unsigned ``<``
+    of at most 256, zero bytes above the lowest. A head too short for the type never
+    matches. None for other operators and masks."""
     size, order = _INTEGERS[entry.type]
-    value = int.from_bytes(entry.value[:8], sys.byteorder) & ((1 << (8 * size)) - 1)
-    data = value.to_bytes(size, order)
-    return ((Literal(AT_OFFSET, entry.offset, data.lower()),),)
+    whole = (1 << (8 * size)) - 1
+    value = int.from_bytes(entry.value[:8], sys.byteorder) & whole
+    if entry.mask_op:  # OR, XOR, arithmetic, inverted or indirect masks: not read
+        return None
+    mask = entry.mask & whole if entry.mask else whole
+    if entry.reln == ord("<") and entry.flag & _UNSIGNED and not entry.mask and value <= 256:
+        mask, value = whole & ~0xFF, 0
+    elif entry.reln != ord("="):
+        return None
+    data, kept = value.to_bytes(size, order), mask.to_bytes(size, order)
+    literals, start = [], None
+    for k in range(size + 1):
+        if k < size and kept[k] == 0xFF:
+            start = k if start is None else start
+        elif start is not None:
+            literals.append(Literal(AT_OFFSET, entry.offset + start, data[start:k].lower()))
+            start = None
+    return (tuple(literals),) if literals else None
 
 
 def entry_condition(entry: Entry) -> Condition | None:
     """The condition of a top-level rule that may be left out, or None to keep it."""
     test_bits = entry.flag & (_BINTEST | _TEXTTEST)
-    if entry.cont_level or entry.reln != ord("=") or not test_bits:
+    if entry.cont_level or not test_bits:
         return None  # a rule in both passes sees the same bytes in each: one condition
     if entry.flag & ~(_BINTEST | _TEXTTEST | _UNSIGNED):
         return None  # indirect or relative offsets, offsets from the end
@@ -328,6 +351,8 @@ def entry_condition(entry: Entry) -> Condition | None:
         return None
     if entry.type in _INTEGERS:
         return integer_condition(entry)
+    if entry.reln != ord("="):
+        return None
     if entry.str_flags & ~_KNOWN_FLAGS:
         return None  # unknown flags
     if entry.type == _TYPE_REGEX:  # compiled as a C string: up to its first NUL
@@ -384,9 +409,50 @@ MAX_KEYED = 62  # keyed rules (bits of the compiled check's answer)
 _KEYED_TYPES = (_TYPE_SEARCH, _TYPE_REGEX)
 
 
+def _groups(entries: Sequence[Entry], start: int, end: int) -> list[tuple[int, int]]:
+    """(first, end) of each top-level rule with its continuations, in ``start..end``."""
+    out, i = [], start
+    while i < end:
+        j = i + 1
+        while j < end and entries[j].cont_level > 0:
+            j += 1
+        out.append((i, j))
+        i = j
+    return out
+
+
+def reaching_indirect(entries: Sequence[Entry], n0: int, n1: int) -> set[int]:
+    """Top-level rules of the first set with an ``indirect`` test among their own or those
+    of the named rules they ``use`` (at any depth). Such a test runs the whole first set
+    again on the head's bytes from its offset, where a left-out rule's literals were not
+    looked for: a head such a rule may match must go to the full database."""
+
+    def name(entry: Entry) -> bytes:
+        return entry.value.split(b"\0", 1)[0].lstrip(b"^")  # ^: the byte-swapped use
+
+    named = {name(entries[i]): entries[i:j] for i, j in _groups(entries, n0, n0 + n1)
+             if entries[i].type == _TYPE_NAME}  # fmt: skip
+    memo: dict[bytes, bool] = {}
+
+    def reaches(group: Sequence[Entry], seen: frozenset[bytes]) -> bool:
+        for entry in group:
+            if entry.type == _TYPE_INDIRECT:
+                return True
+            if entry.type == _TYPE_USE:
+                used = name(entry)
+                if used not in memo and used not in seen and used in named:
+                    memo[used] = reaches(named[used], seen | {used})
+                if memo.get(used, False):
+                    return True
+        return False
+
+    return {i for i, j in _groups(entries, 0, n0) if reaches(entries[i:j], frozenset())}
+
+
 def build(mgc: bytes) -> Subset:
     """The copy of a compiled database for ASCII-text heads (see the module docstring)."""
     entries, n0, n1 = parse(mgc)
+    indirect = reaching_indirect(entries, n0, n1)
     chunks: list[tuple[int, bytes]] = []
     conditions: list[Condition] = []
     keyed: list[Condition] = []
@@ -409,9 +475,13 @@ def build(mgc: bytes) -> Subset:
                 left_out += 1
                 i = j
                 continue
-            if entries[i].type in _KEYED_TYPES and len(keyed) < MAX_KEYED:
+            if i in indirect:  # kept, but where it may match the full database types
+                conditions.append(possible)
+            elif entries[i].type in _KEYED_TYPES and len(keyed) < MAX_KEYED:
                 key = len(keyed)
                 keyed.append(possible)
+        elif i in indirect:
+            raise ValueError(f"rule {i} reaches an indirect test and has no condition to check")
         chunks.append((key, mgc[RECORD * (i + 1) : RECORD * (j + 1)]))
         kept += 1
         i = j

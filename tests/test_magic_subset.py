@@ -240,7 +240,9 @@ _INTEGER_RULES = (
     "0\tleshort\t0x4241\tlittle-endian\n!:mime\ttext/x-le\n"
     "2\tlelong\t0x00000a0d\tneeds four bytes\n!:mime\ttext/x-oob\n"
     "0\tbyte\t-0x7f\tsign-extended\n!:mime\ttext/x-neg\n"
-    "0\tbelong&0xffff0000\t0x58590000\tmasked\n!:mime\ttext/x-mask\n"
+    "0\tbelong&0xffff0f00\t0x58590300\tmasked\n!:mime\ttext/x-mask\n"
+    "8\tulelong\t<3\tsmall\n!:mime\ttext/x-small\n"
+    "0\tbelong^0x01010101\t0x41424344\txor\n!:mime\ttext/x-xor\n"
 )
 
 
@@ -281,18 +283,26 @@ def test_integer_rules_read_as_libmagic_compares_them(integer_db: Path) -> None:
     assert read[0, 10, 0] == [(AT_OFFSET, 0, b"ab")]  # leshort 0x4241: "AB" in the head
     assert read[2, 11, 0] == [(AT_OFFSET, 2, b"\r\n\x00\x00")]
     assert read[0, 1, 0] == [(AT_OFFSET, 0, b"\x81")]  # -0x7f as one byte
-    assert [v for (_, _, mask), v in read.items() if mask] == [None]  # a mask: not read
+    masked = [v for (_, kind, mask), v in read.items() if mask and kind == 8]
+    assert [(AT_OFFSET, 0, b"xy")] in masked  # only the bytes the mask keeps whole
+    assert None in masked  # an XOR mask: not read
+    assert read[8, 11, 0] == [(AT_OFFSET, 9, b"\x00\x00\x00")]  # unsigned < 3: high bytes 0
     assert db.from_buffer(b"ABCD words") == "text/x-be"
     assert db.from_buffer(b"ABzz words") == "text/x-le"
     assert db.from_buffer(b"\x81 words") == "text/x-neg"
-    assert db.from_buffer(b"XYzz words") == "text/x-mask"
+    assert db.from_buffer(b"XY\x03\x00 words") == "text/x-mask"
+    assert db.from_buffer(b"XY\xf3\x7f words") == "text/x-mask"  # masked-off bits are free
+    assert db.from_buffer(b"XZ\x03\x00 words") != "text/x-mask"
+    assert db.from_buffer(b"zzzzzzzz\x02\x00\x00\x00") == "text/x-small"
+    assert db.from_buffer(b"zzzzzzzz\x02\x00\x01\x00") != "text/x-small"
+    assert db.from_buffer(b"@CBE words") == "text/x-xor"
     # a head too short for the type is not matched, though its missing bytes would be 0
     assert db.from_buffer(b"zz\r\n") != "text/x-oob"
     assert db.from_buffer(b"zz\r\n\x00\x00") == "text/x-oob"
     subset = magic_subset.build(integer_db.read_bytes())
     checked = [[(lit.offset, lit.data) for lit in c[0]] for c in subset.conditions]
-    assert checked == [[(0, b"abcd")]]  # the others: kept (short or masked) or never text
-    assert subset.left_out == 3 and subset.kept == 2
+    assert checked == [[(0, b"abcd")]]  # the others: kept (short or XOR) or never text
+    assert subset.left_out == 4 and subset.kept == 3  # le, masked (2 bytes: weak), xor kept
 
 
 @pytest.fixture(scope="module")
@@ -364,3 +374,40 @@ def test_which_refuses_too_many_rules() -> None:
     with pytest.raises(ValueError):
         native.which(program, b"abcdef")
     assert native.which(magic_subset.pack([rule] * 62), b" abcdef ") == (1 << 62) - 1
+
+
+_INDIRECT_RULES = (  # a short (kept) rule whose continuation runs the rules again further on
+    "0\tstring\tQZ\tqz container\n>2\tindirect\tx\t\\b, holding\n"
+    "0\tstring\tMNOPQ\ttarget\n!:mime\ttext/x-target\n"
+)
+
+
+def test_a_kept_rule_reaching_an_indirect_test_is_checked(tmp_path: Path) -> None:
+    """``indirect`` runs the first set again on the bytes from its offset, where the left-out
+    MNOPQ rule was never looked for: the head must go to the full database."""
+    import ctypes
+
+    (tmp_path / "ind").write_text(_INDIRECT_RULES)
+    lib = magic.libmagic
+    lib.magic_open.restype, lib.magic_open.argtypes = ctypes.c_void_p, [ctypes.c_int]
+    lib.magic_compile.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    cookie, cwd = lib.magic_open(0), os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert lib.magic_compile(cookie, b"ind") == 0
+    finally:
+        os.chdir(cwd)
+        lib.magic_close(cookie)
+    compiled = (tmp_path / "ind.mgc").read_bytes()
+    entries, n0, n1 = magic_subset.parse(compiled)
+    (reaching,) = magic_subset.reaching_indirect(entries, n0, n1)  # (sorted by strength)
+    assert entries[reaching].value.startswith(b"QZ")
+    full = magic.Magic(mime=True, magic_file=str(tmp_path / "ind.mgc"))
+    head = b"QZMNOPQ words\n"
+    assert full.from_buffer(head) == "text/x-target"  # found by the indirect test
+    subset = magic_subset.build(compiled)
+    typer = magic_subset.TextMagic(subset, native.possible, native.which)
+    assert typer.handle.from_buffer(head) == "text/plain"  # the copy alone would miss it
+    assert not typer.covers(head)  # so the head goes to the full database
+    assert typer.covers(b"QX MNOPQ words\n")
+    assert typer.from_buffer(b"QX MNOPQ words\n") == full.from_buffer(b"QX MNOPQ words\n")
