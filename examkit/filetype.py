@@ -7,6 +7,8 @@ import mimetypes
 from functools import lru_cache
 from typing import Any
 
+from . import magic_binary
+from .magic_binary import BinaryMagic
 from .magic_subset import TextMagic, compiled_database, load, unavailable
 
 # MIME types that say nothing specific about the content: no mismatch is
@@ -80,6 +82,15 @@ def _text_magic() -> tuple[TextMagic | None, str]:
         return None, f"off: {type(exc).__name__}: {exc}"
 
 
+@lru_cache(maxsize=1)
+def _binary_magic() -> tuple[BinaryMagic | None, str]:
+    """libmagic's copies for binary heads (examkit.magic_binary), if built."""
+    try:
+        return magic_binary.load()
+    except Exception as exc:  # any surprise here costs speed, never an answer
+        return None, f"off: {type(exc).__name__}: {exc}"
+
+
 def text_magic_status() -> str:
     """Which database types the heads, for the run's tool versions (builds nothing)."""
     try:
@@ -91,7 +102,9 @@ def text_magic_status() -> str:
     where = where or "libmagic's default"
     if reason is not None:
         return f"{where}; full database for every head: {reason}"
-    return f"{where}; ASCII text through its checked subset (examkit.magic_subset)"
+    return (f"{where}; ASCII text through its checked subset (examkit.magic_subset), other"
+            " heads through copies without the binary rules they cannot match"
+            " (examkit.magic_binary)")  # fmt: skip
 
 
 def typing_used() -> str:
@@ -100,7 +113,9 @@ def typing_used() -> str:
     for every head, with the reason."""
     text, reason = _text_magic()
     how = "ASCII text through its checked subset" if text else "full database for every head"
-    return f"libmagic {libmagic_version()}: {how} ({reason})"
+    binary, why = _binary_magic()
+    other = "other heads through binary copies" if binary else "other heads: full database"
+    return f"libmagic {libmagic_version()}: {how} ({reason}); {other} ({why})"
 
 
 def libmagic_version() -> str:
@@ -134,7 +149,9 @@ def _mime_of_head(head: bytes) -> str | None:
         if text is not None and text.covers(head):
             mime = text.from_buffer(head)  # the full database's answer, in a third of the time
         else:
-            mime = _magic().from_buffer(head)
+            binary = _binary_magic()[0]
+            copy = binary.handle(head) if binary is not None else None
+            mime = (copy if copy is not None else _magic()).from_buffer(head)
     except Exception:
         return None
     return str(mime) if mime else None

@@ -409,7 +409,7 @@ MAX_KEYED = 62  # keyed rules (bits of the compiled check's answer)
 _KEYED_TYPES = (_TYPE_SEARCH, _TYPE_REGEX)
 
 
-def _groups(entries: Sequence[Entry], start: int, end: int) -> list[tuple[int, int]]:
+def rule_groups(entries: Sequence[Entry], start: int, end: int) -> list[tuple[int, int]]:
     """(first, end) of each top-level rule with its continuations, in ``start..end``."""
     out, i = [], start
     while i < end:
@@ -430,7 +430,7 @@ def reaching_indirect(entries: Sequence[Entry], n0: int, n1: int) -> set[int]:
     def name(entry: Entry) -> bytes:
         return entry.value.split(b"\0", 1)[0].lstrip(b"^")  # ^: the byte-swapped use
 
-    named = {name(entries[i]): entries[i:j] for i, j in _groups(entries, n0, n0 + n1)
+    named = {name(entries[i]): entries[i:j] for i, j in rule_groups(entries, n0, n0 + n1)
              if entries[i].type == _TYPE_NAME}  # fmt: skip
     memo: dict[bytes, bool] = {}
 
@@ -446,7 +446,7 @@ def reaching_indirect(entries: Sequence[Entry], n0: int, n1: int) -> set[int]:
                     return True
         return False
 
-    return {i for i, j in _groups(entries, 0, n0) if reaches(entries[i:j], frozenset())}
+    return {i for i, j in rule_groups(entries, 0, n0) if reaches(entries[i:j], frozenset())}
 
 
 def build(mgc: bytes) -> Subset:
@@ -562,7 +562,7 @@ MAX_COPIES = 8
 _AGE_EVERY = 2048
 
 
-def _open(database: bytes) -> Any:
+def open_copy(database: bytes) -> Any:
     import magic
 
     with tempfile.TemporaryDirectory(prefix="examkit-magic-") as folder:
@@ -579,7 +579,7 @@ class TextMagic:
         self.subset, self._check, self._which = subset, check, which
         self.program, self.keyed_program = pack(subset.conditions), pack(subset.keyed)
         self.build_after, self.max_copies = build_after, max_copies
-        self.copies: dict[int, Any] = {subset.every_key: _open(subset.database())}
+        self.copies: dict[int, Any] = {subset.every_key: open_copy(subset.database())}
         self._seen: dict[int, int] = {}  # heads per set of keyed rules, aged
         self._best: dict[int, int] = {}  # set -> the copy that types it
         self._heads = 0
@@ -610,7 +610,7 @@ class TextMagic:
         if handle is not None:
             return handle
         if seen >= self.build_after and self._room_for(seen):
-            handle = self.copies[key] = _open(self.subset.database(key))
+            handle = self.copies[key] = open_copy(self.subset.database(key))
             self._best.clear()
             return handle
         best = self._best.get(key)

@@ -12,4 +12,5 @@ from .filetype import detect_mime
 from .plugins import registry
 
 registry()
-detect_mime(b"examkit")  # loads libmagic's compiled database
+detect_mime(b"examkit")  # loads libmagic's compiled database and the text subset
+detect_mime(b"\x00examkit")  # and the binary copies' subset

@@ -57,6 +57,7 @@ def test_a_head_seen_before_is_not_typed_again(
 
     monkeypatch.setattr(filetype, "_magic", lambda: Counting())
     monkeypatch.setattr(filetype, "_text_magic", lambda: (None, "off"))  # every head to _magic
+    monkeypatch.setattr(filetype, "_binary_magic", lambda: (None, "off"))
     heads = _heads()
     for head in heads + heads + [bytearray(heads[0])]:  # type: ignore[list-item]
         filetype.detect_mime(head)
@@ -91,15 +92,20 @@ def test_the_run_records_how_the_workers_typed(
     assert pooled.startswith(f"libmagic {filetype.libmagic_version()}: ")
     if magic_subset.unavailable() is None:
         assert "ASCII text through its checked subset (on: " in pooled
+    if magic_subset.unavailable() is None:
+        assert "other heads through binary copies (on: " in pooled
     monkeypatch.setenv("EXAMKIT_FULL_MAGIC", "1")  # inline: this process decides
     filetype._text_magic.cache_clear()
+    filetype._binary_magic.cache_clear()
     try:
         inline = ScanOptions(workers=0, verify_media=False, perceptual=False)
         scan(tmp_path / "inline.sqlite", [image], options=inline)
     finally:
         filetype._text_magic.cache_clear()  # loaded again once the variable is gone
+        filetype._binary_magic.cache_clear()
     assert _typed_by(tmp_path / "inline.sqlite").endswith(
-        "full database for every head (off: EXAMKIT_FULL_MAGIC is set)"
+        "full database for every head (off: EXAMKIT_FULL_MAGIC is set);"
+        " other heads: full database (off: EXAMKIT_FULL_MAGIC is set)"
     )
 
 

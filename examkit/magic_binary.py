@@ -1,0 +1,232 @@
+"""libmagic's answer for binary heads, from small copies of its own database.
+
+A head that is not ASCII text is typed by libmagic's binary pass (and, if it reads as
+text in another encoding, by its text rules on the converted bytes). Of the ~3,500
+top-level rules, ~2,900 are binary-only tests whose condition can be read (a literal or
+an integer value at a fixed offset: ``examkit.magic_subset.entry_condition``); a given
+head can satisfy only a handful of them. This module keeps, for each set of those rules
+a head may match (its *key*, from the compiled ``matching``), a copy of the database
+without the others:
+
+- a binary-only rule is never tried by the text pass, and in the binary pass one whose
+  top-level test fails has no other effect, so for a head whose key is K the copy
+  holding the rules of K gives the full database's answer;
+- an ``indirect`` test runs the rules again from an offset, where the left-out ones were
+  not looked for: a head that a rule reaching one may match goes to the full database
+  (``guards``), and the copy refuses to build if a text rule, or a rule without a
+  condition, reaches one;
+- a copy keeps only the named rules its rules ``use`` (at any depth): the rest cannot
+  be reached.
+
+Copies are made for the sets seen most (``BUILD_AFTER`` sightings, at most
+``MAX_COPIES`` per process, the least-seen replaced); a head whose set has no copy goes
+to the full database. Before use, the copies must type sample heads as the full
+database does; ``EXAMKIT_FULL_MAGIC=1`` switches this off with the text subset.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .magic_subset import (
+    RECORD,
+    Condition,
+    Entry,
+    compiled_database,
+    entry_condition,
+    is_text,
+    open_copy,
+    pack,
+    parse,
+    reaching_indirect,
+    rule_groups,
+    unavailable,
+)
+
+_BINTEST, _TEXTTEST = 0x20, 0x40
+_TYPE_NAME, _TYPE_USE = 45, 46
+
+BUILD_AFTER = 2
+MAX_COPIES = 8
+_AGE_EVERY = 2048
+
+
+@dataclass(frozen=True)
+class Group:
+    """One top-level rule with its continuations, and the named rules it uses (closure)."""
+
+    candidate: int  # index into BinarySubset.candidates, or -1: in every copy
+    start: int  # its records: mgc[start:end] (slices of one object: a forked worker
+    end: int  # that reads them copies no page of the database)
+    names: frozenset[int]  # indices of the named-rule groups it reaches
+
+
+@dataclass(frozen=True)
+class BinarySubset:
+    mgc: bytes  # the compiled database
+    groups: tuple[Group, ...]
+    named: tuple[tuple[int, int], ...]  # each named-rule group's records, in order
+    candidates: tuple[Condition, ...]  # binary-only rules a copy may leave out
+    guards: tuple[Condition, ...]  # rules reaching an indirect test: may match -> full
+
+    def database(self, key: Sequence[int]) -> bytes:
+        """A copy with the rules of every copy, the candidates in ``key``, and the named
+        rules those use."""
+        wanted, mgc = set(key), self.mgc
+        kept = [g for g in self.groups if g.candidate < 0 or g.candidate in wanted]
+        names = sorted(set().union(*(g.names for g in kept)))
+        first = b"".join(mgc[g.start : g.end] for g in kept)
+        second = b"".join(mgc[a:b] for a, b in (self.named[n] for n in names))
+        header = bytearray(mgc[:RECORD])
+        struct.pack_into("<2I", header, 8, len(first) // RECORD, len(second) // RECORD)
+        return bytes(header) + first + second
+
+
+def _name(entry: Entry) -> bytes:
+    return entry.value.split(b"\0", 1)[0].lstrip(b"^")
+
+
+def build(mgc: bytes) -> BinarySubset:
+    """The binary subset of a compiled database; ValueError if it cannot be made safely."""
+    entries, n0, n1 = parse(mgc)
+    indirect = reaching_indirect(entries, n0, n1)
+    named_groups = rule_groups(entries, n0, n0 + n1)
+    by_name = {_name(entries[i]): k for k, (i, _) in enumerate(named_groups)
+               if entries[i].type == _TYPE_NAME}  # fmt: skip
+    direct = [{by_name[_name(e)] for e in entries[i:j] if e.type == _TYPE_USE
+               and _name(e) in by_name} for i, j in named_groups]  # fmt: skip
+    closure: dict[frozenset[int], frozenset[int]] = {}
+
+    def reach(start: set[int]) -> frozenset[int]:
+        seen, todo = set(start), list(start)
+        while todo:
+            for used in direct[todo.pop()]:
+                if used not in seen:
+                    seen.add(used)
+                    todo.append(used)
+        return frozenset(seen)
+
+    groups: list[Group] = []
+    candidates: list[Condition] = []
+    guards: list[Condition] = []
+    for i, j in rule_groups(entries, 0, n0):
+        entry = entries[i]
+        bits = entry.flag & (_BINTEST | _TEXTTEST)
+        condition = entry_condition(entry) if bits == _BINTEST else None
+        candidate = -1
+        if i in indirect:
+            if bits != _BINTEST or condition is None:
+                raise ValueError(f"rule {i} reaches an indirect test and has no binary condition")
+            guards.append(condition)
+        elif condition is not None:
+            candidate = len(candidates)
+            candidates.append(condition)
+        uses = {by_name[_name(e)] for e in entries[i:j] if e.type == _TYPE_USE
+                and _name(e) in by_name}  # fmt: skip
+        key = frozenset(uses)
+        if key not in closure:
+            closure[key] = reach(uses)
+        groups.append(Group(candidate, RECORD * (i + 1), RECORD * (j + 1), closure[key]))
+    named = tuple((RECORD * (i + 1), RECORD * (j + 1)) for i, j in named_groups)
+    return BinarySubset(mgc, tuple(groups), named, tuple(candidates), tuple(guards))
+
+
+class BinaryMagic:
+    """Copies of libmagic's database for the sets of binary rules heads may match."""
+
+    def __init__(self, subset: BinarySubset, check: Any, matching: Any,
+                 build_after: int = BUILD_AFTER, max_copies: int = MAX_COPIES) -> None:  # fmt: skip
+        self.subset, self._check, self._matching = subset, check, matching
+        self.program, self.guard_program = pack(subset.candidates), pack(subset.guards)
+        self.build_after, self.max_copies = build_after, max_copies
+        self.copies: dict[tuple[int, ...], Any] = {}
+        self._seen: dict[tuple[int, ...], int] = {}
+        self._heads = 0
+
+    def key(self, head: bytes) -> tuple[int, ...] | None:
+        """The candidates ``head`` may match, or None when a guard may match (full
+        database)."""
+        if self._check(self.guard_program, head):
+            return None
+        return tuple(self._matching(self.program, head))
+
+    def handle(self, head: bytes) -> Any | None:
+        """The copy that gives the full database's answer for a non-ASCII ``head``, or None
+        (no copy for its set yet: the full database types it)."""
+        if not head or is_text(head):
+            return None
+        key = self.key(head)
+        if key is None:
+            return None
+        self._heads += 1
+        if self._heads % _AGE_EVERY == 0:
+            self._seen = {k: n // 2 for k, n in self._seen.items() if n > 1}
+        seen = self._seen[key] = self._seen.get(key, 0) + 1
+        copy = self.copies.get(key)
+        if copy is None and seen >= self.build_after and self._room_for(seen):
+            copy = self.copies[key] = open_copy(self.subset.database(key))
+        return copy
+
+    def _room_for(self, seen: int) -> bool:
+        if len(self.copies) < self.max_copies:
+            return True
+        if not self.copies:
+            return False
+        least = min(self.copies, key=lambda k: self._seen.get(k, 0))
+        if seen <= 2 * self._seen.get(least, 0):
+            return False
+        del self.copies[least]
+        return True
+
+
+def samples() -> list[bytes]:
+    """Binary heads the copies must type as the full database does before use."""
+    rng = random.Random(11)
+    noise = bytes(rng.randrange(256) for _ in range(2048))
+    return [
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + noise,
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01\x00\x08\x02" + noise,
+        b"GIF89a\x10\x00\x10\x00\x80\x00\x00" + noise,
+        b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + noise,
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + noise,
+        b"\x7fELF\x02\x01\x01\x00" + bytes(8) + b"\x02\x00\x3e\x00" + noise,
+        b"MZ\x90\x00\x03\x00\x00\x00\x04\x00" + noise,
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + noise,
+        b"SQLite format 3\x00" + noise,
+        noise,
+        bytes(4096),
+        "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n".encode() * 20,
+    ]
+
+
+def load() -> tuple[BinaryMagic | None, str]:
+    """The binary copies, or None and why not."""
+    reason = unavailable()
+    if reason is not None:
+        return None, f"off: {reason}"
+    path = compiled_database()
+    assert path is not None
+    import magic
+
+    from . import _magic_native
+
+    try:
+        subset = build(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return None, f"off: {exc}"
+    typer = BinaryMagic(subset, _magic_native.possible, _magic_native.matching)
+    keys = {h: typer.key(h) for h in samples() if not is_text(h)}
+    union = sorted(set().union(*(k for k in keys.values() if k is not None)))
+    copy = open_copy(subset.database(union))  # holds every sample's rules: one copy
+    full = magic.Magic(mime=True)
+    for head, key in keys.items():
+        if key is not None and copy.from_buffer(head) != full.from_buffer(head):
+            return None, "off: a binary copy answered a sample differently"
+    return typer, (
+        f"on: {len(subset.candidates)} of {len(subset.groups)} rules left out of binary"
+        f" copies when a head cannot match them; {len(subset.guards)} guard rules checked"
+    )
