@@ -146,12 +146,11 @@ def detect_mime(head: bytes) -> str | None:
 def _mime_of_head(head: bytes) -> str | None:
     text = _text_magic()[0]
     try:
-        if text is not None and text.covers(head):
-            mime = text.from_buffer(head)  # the full database's answer, in a third of the time
-        else:
+        copy = text.copy_for(head) if text is not None else None  # ASCII text
+        if copy is None:
             binary = _binary_magic()[0]
-            copy = binary.handle(head) if binary is not None else None
-            mime = (copy if copy is not None else _magic()).from_buffer(head)
+            copy = binary.handle(head) if binary is not None else None  # other heads
+        mime = (copy if copy is not None else _magic()).from_buffer(head)  # the full answer
     except Exception:
         return None
     return str(mime) if mime else None

@@ -24,6 +24,10 @@ of head, plus the condition (the rules' literals) under which that showing holds
   no check; the others are checked on every head (``possible``), and one that *may*
   match sends the head to the full database.
 
+An ASCII head that some left-out rule may match goes to a *wide* copy that holds the
+left-out rules such heads most often may match, when it holds every one this head may
+match (``TextMagic.copy_for``): the same argument, with those rules put back.
+
 The rules kept because their literals are too short (in most text) cost most of the
 copy's time. The weak ``search``/``regex`` ones are *keyed*: ``which`` gives the set of
 them that may match a head, and a further copy without the rest types it (``TextMagic``
@@ -384,21 +388,29 @@ class Subset:
     (``database(key)``, with bit i of ``key`` set for each keyed rule i it keeps).
     """
 
-    chunks: tuple[tuple[int, bytes], ...]  # (keyed rule or -1, its records), in order
+    # (k, records) in order: k >= 0 keyed rule k; -1 in every copy; k <= -2 the left-out
+    # rule of condition -2 - k (in a wide copy only)
+    chunks: tuple[tuple[int, bytes], ...]
     header: bytes
     named: bytes  # the second set (named rules), as it is
     conditions: tuple[Condition, ...]
     keyed: tuple[Condition, ...]
     left_out: int  # rules left out (checked or never possible)
     kept: int  # top-level rules in the copy
+    guards: frozenset[int] = frozenset()  # conditions of rules reaching an indirect test
 
     @property
     def every_key(self) -> int:
         return (1 << len(self.keyed)) - 1
 
-    def database(self, key: int = -1) -> bytes:
-        """The copy with the keyed rules in ``key`` (all of them by default)."""
-        parts = [p for k, p in self.chunks if k < 0 or key >> k & 1]
+    def database(self, key: int = -1, extra: frozenset[int] = frozenset()) -> bytes:
+        """The copy with the keyed rules in ``key`` (all of them by default), and the
+        left-out rules of the conditions in ``extra``."""
+
+        def wanted(k: int) -> bool:
+            return k == -1 or (k >= 0 and bool(key >> k & 1)) or (k <= -2 and -2 - k in extra)
+
+        parts = [p for k, p in self.chunks if wanted(k)]
         count = sum(len(p) for p in parts) // RECORD
         header = bytearray(self.header)
         struct.pack_into("<2I", header, 8, count, len(self.named) // RECORD)
@@ -456,6 +468,7 @@ def build(mgc: bytes) -> Subset:
     chunks: list[tuple[int, bytes]] = []
     conditions: list[Condition] = []
     keyed: list[Condition] = []
+    guards: set[int] = set()
     left_out = kept = 0
     i = 0
     while i < n0:
@@ -471,11 +484,15 @@ def build(mgc: bytes) -> Subset:
                 i = j
                 continue
             if not _weak(possible):
+                if i in indirect:  # never in a wide copy either
+                    guards.add(len(conditions))
+                chunks.append((-2 - len(conditions), mgc[RECORD * (i + 1) : RECORD * (j + 1)]))
                 conditions.append(possible)
                 left_out += 1
                 i = j
                 continue
             if i in indirect:  # kept, but where it may match the full database types
+                guards.add(len(conditions))
                 conditions.append(possible)
             elif entries[i].type in _KEYED_TYPES and len(keyed) < MAX_KEYED:
                 key = len(keyed)
@@ -487,7 +504,7 @@ def build(mgc: bytes) -> Subset:
         i = j
     named = mgc[RECORD * (1 + n0) : RECORD * (1 + n0 + n1)]
     return Subset(tuple(chunks), mgc[:RECORD], named, tuple(conditions), tuple(keyed),
-                  left_out, kept)  # fmt: skip
+                  left_out, kept, frozenset(guards))  # fmt: skip
 
 
 def is_text(head: bytes) -> bool:
@@ -560,6 +577,11 @@ SAMPLES = (
 BUILD_AFTER = 2
 MAX_COPIES = 8
 _AGE_EVERY = 2048
+# ASCII heads that some left-out rule may match (program sources, markup) go to a wide copy
+# holding the WIDE_RULES left-out rules such heads most often may match, made once WIDE_AFTER
+# of them have been seen and again when more than one in ten since then did not fit it.
+WIDE_RULES = 128
+WIDE_AFTER = 32
 
 
 def open_copy(database: bytes) -> Any:
@@ -575,14 +597,19 @@ class TextMagic:
     """libmagic with the smaller databases, for the ASCII-text heads the check lets in."""
 
     def __init__(self, subset: Subset, check: Any, which: Any, build_after: int = BUILD_AFTER,
-                 max_copies: int = MAX_COPIES) -> None:  # fmt: skip
+                 max_copies: int = MAX_COPIES, matching: Any = None) -> None:  # fmt: skip
         self.subset, self._check, self._which = subset, check, which
+        self._matching = matching
         self.program, self.keyed_program = pack(subset.conditions), pack(subset.keyed)
         self.build_after, self.max_copies = build_after, max_copies
         self.copies: dict[int, Any] = {subset.every_key: open_copy(subset.database())}
         self._seen: dict[int, int] = {}  # heads per set of keyed rules, aged
         self._best: dict[int, int] = {}  # set -> the copy that types it
         self._heads = 0
+        self.wide: Any = None  # the copy with the left-out rules heads most often may match
+        self.wide_rules: frozenset[int] = frozenset()
+        self._often: dict[int, int] = {}  # left-out rule -> uncovered heads that may match it
+        self._uncovered = self._missed = 0  # since the wide copy was made
 
     @property
     def handle(self) -> Any:
@@ -600,6 +627,39 @@ class TextMagic:
     def from_buffer(self, head: bytes) -> str:
         """The type of a covered head, from a copy holding every keyed rule it may match."""
         return str(self._copy(self.key(head)).from_buffer(head))
+
+    def copy_for(self, head: bytes) -> Any | None:
+        """A copy that gives the full database's answer for ``head``, or None. A covered head:
+        a keyed copy. Another ASCII head: the wide copy, if it holds every left-out rule the
+        head may match and none of them reaches an indirect test."""
+        if not is_text(head):
+            return None
+        if self._matching is None:
+            return self._copy(self.key(head)) if self.covers(head) else None
+        extra = self._matching(self.program, head)
+        if not extra:
+            return self._copy(self.key(head))
+        if not self.subset.guards.isdisjoint(extra):
+            return None
+        for rule in extra:
+            self._often[rule] = self._often.get(rule, 0) + 1
+        self._uncovered += 1
+        fits = self.wide is not None and self.wide_rules.issuperset(extra)
+        if not fits:
+            self._missed += 1
+            if self._uncovered >= WIDE_AFTER and self._missed * 10 > self._uncovered:
+                self._make_wide()
+                fits = self.wide_rules.issuperset(extra)
+        return self.wide if fits else None
+
+    def _make_wide(self) -> None:
+        """The wide copy: every keyed rule and the WIDE_RULES left-out rules uncovered heads
+        have most often been able to match (counts halved each time it is made)."""
+        ranked = sorted(self._often, key=lambda r: -self._often[r])[:WIDE_RULES]
+        self.wide_rules = frozenset(ranked)
+        self.wide = open_copy(self.subset.database(extra=self.wide_rules))
+        self._often = {r: n // 2 for r, n in self._often.items() if n > 1}
+        self._uncovered = self._missed = 0
 
     def _copy(self, key: int) -> Any:
         self._heads += 1
@@ -692,12 +752,23 @@ def load() -> tuple[TextMagic | None, str]:
     except (OSError, ValueError) as exc:
         return None, f"off: {exc}"
     full = magic.Magic(mime=True)
-    typer = TextMagic(subset, _magic_native.possible, _magic_native.which)
+    typer = TextMagic(subset, _magic_native.possible, _magic_native.which,
+                      matching=_magic_native.matching)  # fmt: skip
     for head in SAMPLES:
         if typer.covers(head) and typer.from_buffer(head) != full.from_buffer(head):
             return None, "off: the smaller database answered a sample differently"
     if not any(typer.covers(head) for head in SAMPLES):
         return None, "off: no sample passed the check"
+    extras = {head: _magic_native.matching(typer.program, head) for head in SAMPLES}
+    rules = frozenset(r for extra in extras.values() for r in extra) - subset.guards
+    wide = open_copy(subset.database(extra=rules))  # as a wide copy for the samples
+    for head, extra in extras.items():
+        if (
+            extra
+            and subset.guards.isdisjoint(extra)
+            and (wide.from_buffer(head) != full.from_buffer(head))
+        ):
+            return None, "off: a wide copy answered a sample differently"
     return typer, (
         f"on: {subset.left_out} of {subset.left_out + subset.kept} rules left out for"
         f" ASCII text, {len(subset.conditions)} of them checked on each head;"

@@ -406,8 +406,48 @@ def test_a_kept_rule_reaching_an_indirect_test_is_checked(tmp_path: Path) -> Non
     head = b"QZMNOPQ words\n"
     assert full.from_buffer(head) == "text/x-target"  # found by the indirect test
     subset = magic_subset.build(compiled)
-    typer = magic_subset.TextMagic(subset, native.possible, native.which)
+    typer = magic_subset.TextMagic(subset, native.possible, native.which,
+                                   matching=native.matching)  # fmt: skip
     assert typer.handle.from_buffer(head) == "text/plain"  # the copy alone would miss it
     assert not typer.covers(head)  # so the head goes to the full database
+    for _round in range(40):  # however often it is seen, no wide copy takes it either
+        assert typer.copy_for(head) is None
     assert typer.covers(b"QX MNOPQ words\n")
     assert typer.from_buffer(b"QX MNOPQ words\n") == full.from_buffer(b"QX MNOPQ words\n")
+
+
+def test_wide_copy_gives_the_full_database_answers(
+    typer: magic_subset.TextMagic, full: magic.Magic
+) -> None:
+    """ASCII heads that some left-out rule may match (sources, markup, scripts): the wide
+    copy, holding the left-out rules such heads most often may match, types those whose
+    rules it holds as the full database does."""
+    wide = magic_subset.TextMagic(typer.subset, native.possible, native.which,
+                                  matching=native.matching)  # fmt: skip
+    widely = 0
+    for head in _machine_text(2500) + _prose(200):
+        copy = wide.copy_for(head)
+        if copy is None:
+            continue
+        if copy is wide.wide:
+            widely += 1
+            assert set(native.matching(wide.program, head)) <= wide.wide_rules
+        assert copy.from_buffer(head) == full.from_buffer(head), head[:120]
+    assert widely >= 500
+    assert 0 < len(wide.wide_rules) <= magic_subset.WIDE_RULES
+
+
+def test_heads_a_guard_may_match_never_take_a_copy(
+    typer: magic_subset.TextMagic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(magic_subset, "WIDE_AFTER", 1)  # a wide copy from the first head on
+    wide = magic_subset.TextMagic(typer.subset, native.possible, native.which,
+                                  matching=native.matching)  # fmt: skip
+    guards = sorted(typer.subset.guards)
+    assert guards  # libmagic 5.44: rules reaching indirect whose literals text can hold
+    heads = [_satisfying(typer.subset.conditions[i][0]) for i in guards]
+    heads = [h for h in heads if magic_subset.is_text(h)]
+    assert heads
+    for _round in range(3):  # were they counted, the wide copy would hold their rules
+        for head in heads:
+            assert wide.copy_for(head) is None
