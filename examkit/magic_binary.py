@@ -37,6 +37,7 @@ from .magic_subset import (
     Condition,
     Entry,
     compiled_database,
+    database_bytes,
     entry_condition,
     is_text,
     open_copy,
@@ -215,7 +216,7 @@ def load() -> tuple[BinaryMagic | None, str]:
     from . import _magic_native
 
     try:
-        subset = build(path.read_bytes())
+        subset = build(database_bytes(path))
     except (OSError, ValueError) as exc:
         return None, f"off: {exc}"
     typer = BinaryMagic(subset, _magic_native.possible, _magic_native.matching)

@@ -48,6 +48,7 @@ set exactly as the full database does before it is used.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import struct
@@ -390,9 +391,9 @@ class Subset:
 
     # (k, records) in order: k >= 0 keyed rule k; -1 in every copy; k <= -2 the left-out
     # rule of condition -2 - k (in a wide copy only)
-    chunks: tuple[tuple[int, bytes], ...]
-    header: bytes
-    named: bytes  # the second set (named rules), as it is
+    chunks: tuple[tuple[int, int, int], ...]  # (k, start, end): records mgc[start:end]
+    mgc: bytes  # the compiled database (one object: forked workers copy none of it)
+    n0: int  # top-level records: the named rules follow them, kept as they are
     conditions: tuple[Condition, ...]
     keyed: tuple[Condition, ...]
     left_out: int  # rules left out (checked or never possible)
@@ -410,11 +411,13 @@ class Subset:
         def wanted(k: int) -> bool:
             return k == -1 or (k >= 0 and bool(key >> k & 1)) or (k <= -2 and -2 - k in extra)
 
-        parts = [p for k, p in self.chunks if wanted(k)]
+        mgc = self.mgc
+        parts = [mgc[a:b] for k, a, b in self.chunks if wanted(k)]
+        named = mgc[RECORD * (1 + self.n0) :]
         count = sum(len(p) for p in parts) // RECORD
-        header = bytearray(self.header)
-        struct.pack_into("<2I", header, 8, count, len(self.named) // RECORD)
-        return b"".join([bytes(header), *parts, self.named])
+        header = bytearray(mgc[:RECORD])
+        struct.pack_into("<2I", header, 8, count, len(named) // RECORD)
+        return b"".join([bytes(header), *parts, named])
 
 
 MAX_KEYED = 62  # keyed rules (bits of the compiled check's answer)
@@ -465,7 +468,7 @@ def build(mgc: bytes) -> Subset:
     """The copy of a compiled database for ASCII-text heads (see the module docstring)."""
     entries, n0, n1 = parse(mgc)
     indirect = reaching_indirect(entries, n0, n1)
-    chunks: list[tuple[int, bytes]] = []
+    chunks: list[tuple[int, int, int]] = []
     conditions: list[Condition] = []
     keyed: list[Condition] = []
     guards: set[int] = set()
@@ -486,7 +489,7 @@ def build(mgc: bytes) -> Subset:
             if not _weak(possible):
                 if i in indirect:  # never in a wide copy either
                     guards.add(len(conditions))
-                chunks.append((-2 - len(conditions), mgc[RECORD * (i + 1) : RECORD * (j + 1)]))
+                chunks.append((-2 - len(conditions), RECORD * (i + 1), RECORD * (j + 1)))
                 conditions.append(possible)
                 left_out += 1
                 i = j
@@ -499,11 +502,10 @@ def build(mgc: bytes) -> Subset:
                 keyed.append(possible)
         elif i in indirect:
             raise ValueError(f"rule {i} reaches an indirect test and has no condition to check")
-        chunks.append((key, mgc[RECORD * (i + 1) : RECORD * (j + 1)]))
+        chunks.append((key, RECORD * (i + 1), RECORD * (j + 1)))
         kept += 1
         i = j
-    named = mgc[RECORD * (1 + n0) : RECORD * (1 + n0 + n1)]
-    return Subset(tuple(chunks), mgc[:RECORD], named, tuple(conditions), tuple(keyed),
+    return Subset(tuple(chunks), mgc, n0, tuple(conditions), tuple(keyed),
                   left_out, kept, frozenset(guards))  # fmt: skip
 
 
@@ -693,6 +695,17 @@ class TextMagic:
         return True
 
 
+@functools.lru_cache(maxsize=1)
+def _read(path: Path, size: int, mtime_ns: int) -> bytes:
+    return path.read_bytes()
+
+
+def database_bytes(path: Path) -> bytes:
+    """The compiled database's bytes, read once per process for both kinds of copies."""
+    info = path.stat()
+    return _read(path, info.st_size, info.st_mtime_ns)
+
+
 def compiled_database() -> Path | None:
     """The one compiled database libmagic loads by default (``MAGIC`` or its built-in
     path), or None when it also loads rules from source files or several databases."""
@@ -748,7 +761,7 @@ def load() -> tuple[TextMagic | None, str]:
     path = compiled_database()
     assert path is not None
     try:
-        subset = build(path.read_bytes())
+        subset = build(database_bytes(path))
     except (OSError, ValueError) as exc:
         return None, f"off: {exc}"
     full = magic.Magic(mime=True)

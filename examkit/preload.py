@@ -14,3 +14,7 @@ from .plugins import registry
 registry()
 detect_mime(b"examkit")  # loads libmagic's compiled database and the text subset
 detect_mime(b"\x00examkit")  # and the binary copies' subset
+
+import gc  # noqa: E402
+
+gc.freeze()  # what is loaded now is never collected: the workers' GC does not copy its pages
