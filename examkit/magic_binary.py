@@ -36,8 +36,6 @@ from .magic_subset import (
     RECORD,
     Condition,
     Entry,
-    compiled_database,
-    database_bytes,
     entry_condition,
     is_text,
     open_copy,
@@ -45,7 +43,7 @@ from .magic_subset import (
     parse,
     reaching_indirect,
     rule_groups,
-    unavailable,
+    usable_database,
 )
 
 _BINTEST, _TEXTTEST = 0x20, 0x40
@@ -206,18 +204,16 @@ def samples() -> list[bytes]:
 
 def load() -> tuple[BinaryMagic | None, str]:
     """The binary copies, or None and why not."""
-    reason = unavailable()
-    if reason is not None:
-        return None, f"off: {reason}"
-    path = compiled_database()
-    assert path is not None
+    mgc, why = usable_database()
+    if mgc is None:
+        return None, why
     import magic
 
     from . import _magic_native
 
     try:
-        subset = build(database_bytes(path))
-    except (OSError, ValueError) as exc:
+        subset = build(mgc)
+    except ValueError as exc:
         return None, f"off: {exc}"
     typer = BinaryMagic(subset, _magic_native.possible, _magic_native.matching)
     keys = {h: typer.key(h) for h in samples() if not is_text(h)}

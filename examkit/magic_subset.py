@@ -749,20 +749,31 @@ def unavailable() -> str | None:
     return None
 
 
-def load() -> tuple[TextMagic | None, str]:
-    """The smaller libmagic, or None and why not."""
+def usable_database() -> tuple[bytes | None, str]:
+    """The compiled database to make copies of, or None and why not (``off: ...``)."""
     reason = unavailable()
     if reason is not None:
         return None, f"off: {reason}"
+    path = compiled_database()
+    assert path is not None
+    try:
+        return database_bytes(path), ""
+    except OSError as exc:
+        return None, f"off: {exc}"
+
+
+def load() -> tuple[TextMagic | None, str]:
+    """The smaller libmagic, or None and why not."""
+    mgc, why = usable_database()
+    if mgc is None:
+        return None, why
     import magic
 
     from . import _magic_native
 
-    path = compiled_database()
-    assert path is not None
     try:
-        subset = build(database_bytes(path))
-    except (OSError, ValueError) as exc:
+        subset = build(mgc)
+    except ValueError as exc:
         return None, f"off: {exc}"
     full = magic.Magic(mime=True)
     typer = TextMagic(subset, _magic_native.possible, _magic_native.which,

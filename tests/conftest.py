@@ -144,3 +144,24 @@ def dict_rows(case: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[s
 @pytest.fixture
 def case_path(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "case.sqlite"
+
+
+def compile_magic(folder: Path, name: str, source: str) -> Path:
+    """A magic source compiled by libmagic itself (``magic_compile``): ``folder/name.mgc``."""
+    import ctypes
+
+    import magic
+
+    (folder / name).write_text(source)
+    lib = magic.libmagic
+    lib.magic_open.restype, lib.magic_open.argtypes = ctypes.c_void_p, [ctypes.c_int]
+    lib.magic_compile.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.magic_close.argtypes = [ctypes.c_void_p]
+    cookie, cwd = lib.magic_open(0), os.getcwd()
+    os.chdir(folder)  # libmagic writes NAME.mgc in the working folder
+    try:
+        assert lib.magic_compile(cookie, name.encode()) == 0
+    finally:
+        os.chdir(cwd)
+        lib.magic_close(cookie)
+    return folder / f"{name}.mgc"

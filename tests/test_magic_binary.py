@@ -5,7 +5,6 @@ The oracle is libmagic itself: a plain python-magic handle on the system's datab
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from examkit import magic_binary, magic_subset
 from examkit.hashing import HEAD_SIZE
 from examkit.magic_subset import ANYWHERE, AT_OFFSET, LINE_START, Literal
+from tests.conftest import compile_magic
 
 native = pytest.importorskip("examkit._magic_native", reason="examkit._magic_native not built")
 
@@ -176,19 +176,7 @@ def test_copies_keep_only_the_named_rules_they_use(loaded: magic_binary.BinaryMa
 
 
 def _compile(folder: Path, name: str, source: str) -> bytes:
-    (folder / name).write_text(source)
-    lib = magic.libmagic
-    lib.magic_open.restype, lib.magic_open.argtypes = ctypes.c_void_p, [ctypes.c_int]
-    lib.magic_compile.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    lib.magic_close.argtypes = [ctypes.c_void_p]
-    cookie, cwd = lib.magic_open(0), os.getcwd()
-    os.chdir(folder)  # libmagic writes NAME.mgc in the working folder
-    try:
-        assert lib.magic_compile(cookie, name.encode()) == 0
-    finally:
-        os.chdir(cwd)
-        lib.magic_close(cookie)
-    return (folder / f"{name}.mgc").read_bytes()
+    return compile_magic(folder, name, source).read_bytes()
 
 
 def test_an_indirect_rule_is_a_guard_and_a_text_one_refuses(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from examkit import filetype, magic_subset
 from examkit.hashing import HEAD_SIZE
 from examkit.magic_subset import ANYWHERE, AT_OFFSET, LINE_START, Literal
+from tests.conftest import compile_magic
 
 native = pytest.importorskip("examkit._magic_native", reason="examkit._magic_native not built")
 
@@ -249,23 +250,7 @@ _INTEGER_RULES = (
 @pytest.fixture(scope="module")
 def integer_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Integer rules compiled by libmagic itself (magic_compile) from a source file."""
-    import ctypes
-
-    folder = tmp_path_factory.mktemp("magic")
-    (folder / "ints").write_text(_INTEGER_RULES)
-    lib = magic.libmagic
-    lib.magic_open.restype, lib.magic_open.argtypes = ctypes.c_void_p, [ctypes.c_int]
-    lib.magic_compile.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    lib.magic_close.argtypes = [ctypes.c_void_p]
-    cookie = lib.magic_open(0)
-    cwd = os.getcwd()
-    os.chdir(folder)  # libmagic writes NAME.mgc in the working folder
-    try:
-        assert lib.magic_compile(cookie, b"ints") == 0
-    finally:
-        os.chdir(cwd)
-        lib.magic_close(cookie)
-    return folder / "ints.mgc"
+    return compile_magic(tmp_path_factory.mktemp("magic"), "ints", _INTEGER_RULES)
 
 
 def test_integer_rules_read_as_libmagic_compares_them(integer_db: Path) -> None:
@@ -385,20 +370,7 @@ _INDIRECT_RULES = (  # a short (kept) rule whose continuation runs the rules aga
 def test_a_kept_rule_reaching_an_indirect_test_is_checked(tmp_path: Path) -> None:
     """``indirect`` runs the first set again on the bytes from its offset, where the left-out
     MNOPQ rule was never looked for: the head must go to the full database."""
-    import ctypes
-
-    (tmp_path / "ind").write_text(_INDIRECT_RULES)
-    lib = magic.libmagic
-    lib.magic_open.restype, lib.magic_open.argtypes = ctypes.c_void_p, [ctypes.c_int]
-    lib.magic_compile.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    cookie, cwd = lib.magic_open(0), os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert lib.magic_compile(cookie, b"ind") == 0
-    finally:
-        os.chdir(cwd)
-        lib.magic_close(cookie)
-    compiled = (tmp_path / "ind.mgc").read_bytes()
+    compiled = compile_magic(tmp_path, "ind", _INDIRECT_RULES).read_bytes()
     entries, n0, n1 = magic_subset.parse(compiled)
     (reaching,) = magic_subset.reaching_indirect(entries, n0, n1)  # (sorted by strength)
     assert entries[reaching].value.startswith(b"QZ")
