@@ -121,17 +121,22 @@ def _scan(
     started: float,
     executor: Executor,
 ) -> ScanSummary:
-    with case_lock(case_path, "scan"), Case.open_or_create(case_path, examiner) as case:
-        case.mark_stale_runs()
-        check_unchanged(case)
-        sets = resolve_sets(case, reg, images, evidence_id)
-        if expected and len(sets) > 1:
-            raise UsageError("--expect applies to one evidence item", "scan the sets one at a time")
-        todo = _select(case, sets, options.resume)
-        library = Library(Path(options.hashset_dir) if options.hashset_dir else None)
-        infos = library.select(list(options.hashsets) if options.hashsets is not None else None)
-        failures: list[str] = []
-        with RunSignals() as signals:  # held whenever the run is opened or closed
+    # Signals are held while the run is opened or closed, and while the case is closed after
+    # it: a Ctrl-C then must not undo (or misreport) what the run recorded.
+    with RunSignals() as signals:
+        signals.release()  # until the run is opened, a signal stops the command at once
+        with case_lock(case_path, "scan"), Case.open_or_create(case_path, examiner) as case:
+            case.mark_stale_runs()
+            check_unchanged(case)
+            sets = resolve_sets(case, reg, images, evidence_id)
+            if expected and len(sets) > 1:
+                raise UsageError("--expect applies to one evidence item",
+                                 "scan the sets one at a time")  # fmt: skip
+            todo = _select(case, sets, options.resume)
+            library = Library(Path(options.hashset_dir) if options.hashset_dir else None)
+            infos = library.select(list(options.hashsets) if options.hashsets is not None else None)
+            failures: list[str] = []
+            signals.hold()  # held whenever the run is opened or closed
             run_id, matcher = _start_run(case, reg, examiner, sets, options, argv, infos)
             try:
                 signals.release()

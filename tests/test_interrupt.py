@@ -69,6 +69,8 @@ def test_random_interrupts_then_resume_give_the_uninterrupted_result(
                 break
             assert "interrupted" in stderr and "Traceback" not in stderr, (code, stderr)
             runs = _runs(case)
+            if runs and runs[-1] == "complete":  # it came in the last instants, once the run
+                break  # and the case were closed: nothing of it is undone
             assert not runs or runs[-1] == "interrupted"  # (none: stopped before it started)
             resume = ("--resume",) if runs else ()
         else:
