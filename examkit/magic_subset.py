@@ -581,7 +581,8 @@ MAX_COPIES = 8
 _AGE_EVERY = 2048
 # ASCII heads that some left-out rule may match (program sources, markup) go to a wide copy
 # holding the WIDE_RULES left-out rules such heads most often may match, made once WIDE_AFTER
-# of them have been seen and again when more than one in ten since then did not fit it.
+# of them have been seen and again when more than one in ten since then did not fit it (after
+# twice as many heads each time, up to 32 x WIDE_AFTER: a copy costs ~15 ms to make).
 WIDE_RULES = 128
 WIDE_AFTER = 32
 
@@ -612,6 +613,7 @@ class TextMagic:
         self.wide_rules: frozenset[int] = frozenset()
         self._often: dict[int, int] = {}  # left-out rule -> uncovered heads that may match it
         self._uncovered = self._missed = 0  # since the wide copy was made
+        self._wide_made = 0
 
     @property
     def handle(self) -> Any:
@@ -649,7 +651,8 @@ class TextMagic:
         fits = self.wide is not None and self.wide_rules.issuperset(extra)
         if not fits:
             self._missed += 1
-            if self._uncovered >= WIDE_AFTER and self._missed * 10 > self._uncovered:
+            due = WIDE_AFTER << min(self._wide_made, 5)  # 32, 64 ... 1,024 heads: bounded work
+            if self._uncovered >= due and self._missed * 10 > self._uncovered:
                 self._make_wide()
                 fits = self.wide_rules.issuperset(extra)
         return self.wide if fits else None
@@ -662,6 +665,7 @@ class TextMagic:
         self.wide = open_copy(self.subset.database(extra=self.wide_rules))
         self._often = {r: n // 2 for r, n in self._often.items() if n > 1}
         self._uncovered = self._missed = 0
+        self._wide_made += 1
 
     def _copy(self, key: int) -> Any:
         self._heads += 1
