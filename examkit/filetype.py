@@ -108,9 +108,9 @@ def text_magic_status() -> str:
 
 
 def typing_used() -> str:
-    """How this process types heads, for the run's record (loads the subset if it has not
-    yet): libmagic's version, then its checked subset for ASCII text or the full database
-    for every head, with the reason."""
+    """How this process types heads, for the run's record (loads the subsets if it has not
+    yet): libmagic's version; the checked subset for ASCII text or the full database; the
+    binary copies for other heads or the full database; each with the reason."""
     text, reason = _text_magic()
     how = "ASCII text through its checked subset" if text else "full database for every head"
     binary, why = _binary_magic()

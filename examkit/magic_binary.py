@@ -33,21 +33,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from .magic_subset import (
+    BINTEST,
     RECORD,
+    TEXTTEST,
+    TYPE_NAME,
+    TYPE_USE,
     Condition,
-    Entry,
     entry_condition,
     is_text,
     open_copy,
     pack,
     parse,
     reaching_indirect,
+    room_for,
     rule_groups,
+    rule_name,
     usable_database,
 )
-
-_BINTEST, _TEXTTEST = 0x20, 0x40
-_TYPE_NAME, _TYPE_USE = 45, 46
 
 BUILD_AFTER = 2
 MAX_COPIES = 8
@@ -85,19 +87,20 @@ class BinarySubset:
         return bytes(header) + first + second
 
 
-def _name(entry: Entry) -> bytes:
-    return entry.value.split(b"\0", 1)[0].lstrip(b"^")
-
-
 def build(mgc: bytes) -> BinarySubset:
     """The binary subset of a compiled database; ValueError if it cannot be made safely."""
     entries, n0, n1 = parse(mgc)
     indirect = reaching_indirect(entries, n0, n1)
     named_groups = rule_groups(entries, n0, n0 + n1)
-    by_name = {_name(entries[i]): k for k, (i, _) in enumerate(named_groups)
-               if entries[i].type == _TYPE_NAME}  # fmt: skip
-    direct = [{by_name[_name(e)] for e in entries[i:j] if e.type == _TYPE_USE
-               and _name(e) in by_name} for i, j in named_groups]  # fmt: skip
+    by_name = {rule_name(entries[i]): k for k, (i, _) in enumerate(named_groups)
+               if entries[i].type == TYPE_NAME}  # fmt: skip
+
+    def uses(start: int, end: int) -> set[int]:
+        """The named-rule groups the rules ``entries[start:end]`` call."""
+        return {by_name[rule_name(e)] for e in entries[start:end]
+                if e.type == TYPE_USE and rule_name(e) in by_name}  # fmt: skip
+
+    direct = [uses(i, j) for i, j in named_groups]
     closure: dict[frozenset[int], frozenset[int]] = {}
 
     def reach(start: set[int]) -> frozenset[int]:
@@ -114,21 +117,20 @@ def build(mgc: bytes) -> BinarySubset:
     guards: list[Condition] = []
     for i, j in rule_groups(entries, 0, n0):
         entry = entries[i]
-        bits = entry.flag & (_BINTEST | _TEXTTEST)
-        condition = entry_condition(entry) if bits == _BINTEST else None
+        bits = entry.flag & (BINTEST | TEXTTEST)
+        condition = entry_condition(entry) if bits == BINTEST else None
         candidate = -1
         if i in indirect:
-            if bits != _BINTEST or condition is None:
+            if bits != BINTEST or condition is None:
                 raise ValueError(f"rule {i} reaches an indirect test and has no binary condition")
             guards.append(condition)
         elif condition is not None:
             candidate = len(candidates)
             candidates.append(condition)
-        uses = {by_name[_name(e)] for e in entries[i:j] if e.type == _TYPE_USE
-                and _name(e) in by_name}  # fmt: skip
-        key = frozenset(uses)
+        called = uses(i, j)
+        key = frozenset(called)
         if key not in closure:
-            closure[key] = reach(uses)
+            closure[key] = reach(called)
         groups.append(Group(candidate, RECORD * (i + 1), RECORD * (j + 1), closure[key]))
     named = tuple((RECORD * (i + 1), RECORD * (j + 1)) for i, j in named_groups)
     return BinarySubset(mgc, tuple(groups), named, tuple(candidates), tuple(guards))
@@ -166,20 +168,13 @@ class BinaryMagic:
             self._seen = {k: n // 2 for k, n in self._seen.items() if n > 1}
         seen = self._seen[key] = self._seen.get(key, 0) + 1
         copy = self.copies.get(key)
-        if copy is None and seen >= self.build_after and self._room_for(seen):
+        if (
+            copy is None
+            and seen >= self.build_after
+            and (room_for(self.copies, self._seen, seen, self.max_copies))
+        ):
             copy = self.copies[key] = open_copy(self.subset.database(key))
         return copy
-
-    def _room_for(self, seen: int) -> bool:
-        if len(self.copies) < self.max_copies:
-            return True
-        if not self.copies:
-            return False
-        least = min(self.copies, key=lambda k: self._seen.get(k, 0))
-        if seen <= 2 * self._seen.get(least, 0):
-            return False
-        del self.copies[least]
-        return True
 
 
 def samples() -> list[bytes]:

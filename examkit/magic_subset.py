@@ -66,7 +66,7 @@ FORMAT = 18
 
 # struct magic fields used here
 _TYPE_STRING, _TYPE_REGEX, _TYPE_SEARCH = 5, 17, 20
-_TYPE_INDIRECT, _TYPE_NAME, _TYPE_USE = 41, 45, 46
+_TYPE_INDIRECT = 41
 # Integer types whose size libmagic checks against the head before comparing (mget):
 # type -> (bytes, byte order); "native" ones are in this machine's order, as the
 # database is.
@@ -80,6 +80,8 @@ _INTEGERS: dict[int, tuple[int, typing.Literal["little", "big"]]] = {
     11: (4, "little"),  # lelong
 }
 _BINTEST, _TEXTTEST, _UNSIGNED = 0x20, 0x40, 0x08
+BINTEST, TEXTTEST = _BINTEST, _TEXTTEST  # the pass a top-level rule is tried in
+TYPE_NAME, TYPE_USE = 45, 46  # a named rule; a call of one
 _W_COMPACT, _W_OPTIONAL, _TRIM = 0x1, 0x2, 0x2000
 # Flags that change nothing but which heads match (offset start, text/binary test, line
 # count, trim, full word, case, whitespace); an entry with any other flag is kept.
@@ -436,25 +438,27 @@ def rule_groups(entries: Sequence[Entry], start: int, end: int) -> list[tuple[in
     return out
 
 
+def rule_name(entry: Entry) -> bytes:
+    """The name a ``name`` rule gives or a ``use`` rule calls (``^``: the byte-swapped use)."""
+    return entry.value.split(b"\0", 1)[0].lstrip(b"^")
+
+
 def reaching_indirect(entries: Sequence[Entry], n0: int, n1: int) -> set[int]:
     """Top-level rules of the first set with an ``indirect`` test among their own or those
     of the named rules they ``use`` (at any depth). Such a test runs the whole first set
     again on the head's bytes from its offset, where a left-out rule's literals were not
     looked for: a head such a rule may match must go to the full database."""
 
-    def name(entry: Entry) -> bytes:
-        return entry.value.split(b"\0", 1)[0].lstrip(b"^")  # ^: the byte-swapped use
-
-    named = {name(entries[i]): entries[i:j] for i, j in rule_groups(entries, n0, n0 + n1)
-             if entries[i].type == _TYPE_NAME}  # fmt: skip
+    named = {rule_name(entries[i]): entries[i:j] for i, j in rule_groups(entries, n0, n0 + n1)
+             if entries[i].type == TYPE_NAME}  # fmt: skip
     memo: dict[bytes, bool] = {}
 
     def reaches(group: Sequence[Entry], seen: frozenset[bytes]) -> bool:
         for entry in group:
             if entry.type == _TYPE_INDIRECT:
                 return True
-            if entry.type == _TYPE_USE:
-                used = name(entry)
+            if entry.type == TYPE_USE:
+                used = rule_name(entry)
                 if used not in memo and used not in seen and used in named:
                     memo[used] = reaches(named[used], seen | {used})
                 if memo.get(used, False):
@@ -686,17 +690,23 @@ class TextMagic:
         return self.copies[best]
 
     def _room_for(self, seen: int) -> bool:
-        """Whether a copy may be made for a set seen ``seen`` times (evicting one)."""
-        if len(self.copies) < self.max_copies:
-            return True
-        made = [k for k in self.copies if k != self.subset.every_key]
-        if not made:
-            return False
-        least = min(made, key=lambda k: self._seen.get(k, 0))
-        if seen <= 2 * self._seen.get(least, 0):
-            return False
-        del self.copies[least]  # libmagic's handle is closed when python-magic's goes
+        return room_for(self.copies, self._seen, seen, self.max_copies, self.subset.every_key)
+
+
+def room_for(copies: dict[Any, Any], counts: dict[Any, int], seen: int, most: int,
+             keep: Any = None) -> bool:  # fmt: skip
+    """Whether a copy may be made for a set seen ``seen`` times: there is room for one, or
+    the least-seen copy (not ``keep``) was seen less than half as often and is dropped."""
+    if len(copies) < most:
         return True
+    made = [k for k in copies if k != keep]
+    if not made:
+        return False
+    least = min(made, key=lambda k: counts.get(k, 0))
+    if seen <= 2 * counts.get(least, 0):
+        return False
+    del copies[least]  # libmagic's handle is closed when python-magic's goes
+    return True
 
 
 @functools.lru_cache(maxsize=1)

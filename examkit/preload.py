@@ -7,6 +7,8 @@ built and libmagic's database loaded, instead of doing it again itself.
 
 from __future__ import annotations
 
+import gc
+
 from . import worker  # noqa: F401  (the jobs workers run)
 from .filetype import detect_mime
 from .plugins import registry
@@ -14,7 +16,5 @@ from .plugins import registry
 registry()
 detect_mime(b"examkit")  # loads libmagic's compiled database and the text subset
 detect_mime(b"\x00examkit")  # and the binary copies' subset
-
-import gc  # noqa: E402
 
 gc.freeze()  # what is loaded now is never collected: the workers' GC does not copy its pages
