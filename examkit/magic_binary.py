@@ -39,12 +39,11 @@ from .magic_subset import (
     TYPE_NAME,
     TYPE_USE,
     Condition,
+    analyse,
     entry_condition,
     is_text,
     open_copy,
     pack,
-    parse,
-    reaching_indirect,
     room_for,
     rule_groups,
     rule_name,
@@ -89,8 +88,7 @@ class BinarySubset:
 
 def build(mgc: bytes) -> BinarySubset:
     """The binary subset of a compiled database; ValueError if it cannot be made safely."""
-    entries, n0, n1 = parse(mgc)
-    indirect = reaching_indirect(entries, n0, n1)
+    entries, n0, n1, indirect = analyse(mgc)
     named_groups = rule_groups(entries, n0, n0 + n1)
     by_name = {rule_name(entries[i]): k for k, (i, _) in enumerate(named_groups)
                if entries[i].type == TYPE_NAME}  # fmt: skip

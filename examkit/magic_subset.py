@@ -468,10 +468,17 @@ def reaching_indirect(entries: Sequence[Entry], n0: int, n1: int) -> set[int]:
     return {i for i, j in rule_groups(entries, 0, n0) if reaches(entries[i:j], frozenset())}
 
 
+@functools.lru_cache(maxsize=1)
+def analyse(mgc: bytes) -> tuple[tuple[Entry, ...], int, int, frozenset[int]]:
+    """``parse()`` and ``reaching_indirect()`` of a database, once per process: the text
+    and the binary subsets are built from the same ones (0.06 s of each build)."""
+    entries, n0, n1 = parse(mgc)
+    return tuple(entries), n0, n1, frozenset(reaching_indirect(entries, n0, n1))
+
+
 def build(mgc: bytes) -> Subset:
     """The copy of a compiled database for ASCII-text heads (see the module docstring)."""
-    entries, n0, n1 = parse(mgc)
-    indirect = reaching_indirect(entries, n0, n1)
+    entries, n0, _n1, indirect = analyse(mgc)
     chunks: list[tuple[int, int, int]] = []
     conditions: list[Condition] = []
     keyed: list[Condition] = []
