@@ -16,11 +16,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ExamkitError
+
+if TYPE_CHECKING:  # numpy is not imported by the workers' fork server (examkit/preload.py)
+    import numpy as np
 
 HEAD_BYTES = 65536  # what ``detect`` sees of each file
 

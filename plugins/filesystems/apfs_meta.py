@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
-import numpy as np
-
 NX_MAGIC = b"NXSB"
 APSB_MAGIC = b"APSB"
 OBJECT_TYPE_NX_SUPERBLOCK = 0x01
@@ -59,6 +57,8 @@ def fletcher64(block: bytes) -> int:
     The running sums of the specification, taken modulo 2**32 - 1 at every step,
     equal the plain sums taken modulo once at the end (a block's sums fit in 64 bits).
     """
+    import numpy as np  # here, not at the top: the scan's workers load every plugin
+
     words = np.frombuffer(block, "<u4", (len(block) - 8) // 4, 8).astype(np.uint64)
     running = np.cumsum(words)
     mod = 0xFFFFFFFF

@@ -24,8 +24,6 @@ import os
 import struct
 from pathlib import Path
 
-import numpy as np
-
 from examkit.hashformat import EntrySink, HashSetError, HashSetFormat
 from examkit.hookspecs import Register, hookimpl
 
@@ -57,6 +55,8 @@ class EnCaseHashFormat(HashSetFormat):
         return head.startswith(MAGIC)
 
     def read(self, path: Path, sink: EntrySink) -> None:
+        import numpy as np  # here, not at the top: the scan's workers load every plugin
+
         with open(path, "rb") as fh:
             header = fh.read(RECORDS)
             if not header.startswith(MAGIC):

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO
 
 from examkit.hashformat import BY_HEX_LENGTH, DIGESTS, EntrySink, HashSetFormat, strip_bom
-from examkit.hexlines import decode_hex, line_bounds
 from examkit.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CHUNK = 16 << 20
 LINE_SLACK = 1 << 20  # room in each read buffer for the line left over from the last
@@ -146,6 +146,10 @@ class _LineFormat(HashSetFormat):
 
     def _parse(self, chunk: memoryview, width: int) -> _Parsed:
         """Split a chunk into lines and decode every well-formed one at once."""
+        import numpy as np  # here, not at the top: the scan's workers load every plugin
+
+        from examkit.hexlines import decode_hex, line_bounds
+
         buf = np.frombuffer(chunk, dtype=np.uint8)
         starts, ends = line_bounds(buf)
         n = len(starts)

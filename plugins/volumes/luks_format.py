@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 MAGIC = b"LUKS\xba\xbe"
@@ -241,6 +240,8 @@ class SectorCipher:
             raise LuksError(f"cipher mode {spec!r} is not supported")
 
     def _ivs(self, first: int, count: int) -> bytes:
+        import numpy as np  # here, not at the top: the scan's workers load every plugin
+
         numbers = np.arange(first, first + count, dtype=np.uint64)
         if self.iv == "plain":
             numbers &= np.uint64(0xFFFFFFFF)
@@ -254,6 +255,8 @@ class SectorCipher:
 
     def decrypt(self, data: bytes, first_sector: int) -> bytes:
         """Whole sectors; ``first_sector`` is the IV number of the first."""
+        import numpy as np
+
         count = len(data) // self.sector_size
         if count == 0:
             return b""
