@@ -7,7 +7,10 @@ Two ext4 images built with ``mkfs.ext4 -d`` (real tools, no mount needed):
 - **sparse**: a 20 GiB volume holding three multi-GB files (4, 3 and 2 GiB,
   sparse, with 1 MiB of random data every 128 MiB) and a few small files;
 - **small**: 100,000 small files (0-4 KiB, half text, half random bytes) in
-  100 folders.
+  100 folders; scanned once with an empty hash-set library and once more against
+  a known-good set of 5,000,000 random MD5s with NSRL-like names plus the MD5 of
+  every file of the image (every hashed file is a hit: the parent reads every
+  hit's record; the count of known-good files must equal the files hashed).
 
 Each is scanned by ``examkit scan`` as a fresh process; the peak is the total
 proportional set size (PSS) of the parent and every worker, sampled every
@@ -86,6 +89,36 @@ def build_small(work: Path, seed: int, count: int) -> Path:
     return image
 
 
+HITS_RANDOM = 5_000_000  # random entries of the many-hits set
+
+
+def build_hits_library(work: Path, case: Path, env: dict[str, str], seed: int) -> int:
+    """A library (``work/hits-library``) holding one known-good md5sum set: HITS_RANDOM
+    random digests with long names, plus the MD5 of every file the case hashed. Returns
+    how many of the case's files have one of those digests."""
+    import sqlite3
+
+    with sqlite3.connect(case) as conn:
+        md5s = [r[0] for r in conn.execute("SELECT DISTINCT md5 FROM files WHERE md5 IS NOT NULL")]
+        hashed = conn.execute("SELECT count(*) FROM files WHERE md5 IS NOT NULL").fetchone()[0]
+    rng = random.Random(seed)
+    lines = [f"{rng.randbytes(16).hex()}  /Program Files/Vendor {i % 997}/Product {i % 31}"
+             f"/bin/component_{i:08d}.dll\n" for i in range(HITS_RANDOM)]  # fmt: skip
+    lines += [f"{m}  /Program Files/Known/{m}.bin\n" for m in md5s]
+    rng.shuffle(lines)
+    source = work / "hits-set.txt"
+    source.write_text("".join(lines))
+    library = work / "hits-library"
+    shutil.rmtree(library, ignore_errors=True)
+    library.mkdir()
+    command = [EXAMKIT, "hashset", "import", str(source), "--name", "every-file",
+               "--kind", "known-good", "--format", "md5sum"]  # fmt: skip
+    env = dict(env, EXAMKIT_HASHSETS=str(library))
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    source.unlink()
+    return int(hashed)
+
+
 def fls_count(image: Path) -> int:
     """Entries ``fls -r`` lists (examkit records each of them, $OrphanFiles too)."""
     out = subprocess.run(["fls", "-r", str(image)], capture_output=True, text=True, check=True)
@@ -137,8 +170,24 @@ def main() -> int:
             if "small" in image.name:
                 small = (image, evidence["files"], wall)
             failed |= total / 1024 >= LIMIT_MIB or evidence["files"] != expected
-        print(f"target: peak total PSS < {LIMIT_MIB} MiB; every fls entry recorded")
         image, streams, small_wall = small
+        want = build_hits_library(work, work / f"{image.stem}.sqlite", env, args.seed)
+        case = work / "hits.sqlite"
+        for leftover in work.glob("hits.sqlite*"):
+            leftover.unlink()
+        hits_env = dict(env, EXAMKIT_HASHSETS=str(work / "hits-library"))
+        wall, total, largest = measure_tree(
+            [EXAMKIT, "scan", str(image), "--case", str(case), "--json"], hits_env,
+            work / "hits.json",
+        )  # fmt: skip
+        evidence = json.loads((work / "hits.json").read_text())["evidence"][0]
+        label = f"the same, {want:,} hits in a {HITS_RANDOM / 1e6:.0f}M set"
+        print(f"{label:42} {wall:8.1f}s {evidence['files']:9,} {'':9}"
+              f" {evidence['bytes_hashed'] / 1e9:10.2f} {total / 1024:7.0f} MiB"
+              f" {largest / 1024:5.0f} MiB; {evidence['known_good']:,} known-good")  # fmt: skip
+        failed |= total / 1024 >= LIMIT_MIB or evidence["known_good"] != want
+        print(f"target: peak total PSS < {LIMIT_MIB} MiB; every fls entry recorded; every"
+              " hashed file known-good in the many-hits scan")  # fmt: skip
         print(f"\nper small file, whole scan (default: verified, perceptual hashes, typed by"
               f" libmagic; memory sampled, which costs it some CPU): {small_wall:.1f} s /"
               f" {streams:,} rows = {small_wall / streams * 1000:.3f} ms wall"

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
+import struct
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,7 @@ class HashSetIndex:
         return self._near_cache[algorithm]
 
     def _column(self, stem: str) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
+        """A column's spans and bytes, mapped (for the names of a whole lookup at once)."""
         if not self.manifest["columns"].get(stem):
             return None
         spans = _map(self.folder / f"{stem}.spans", np.dtype("<u8")).reshape(-1, 2)
@@ -197,19 +199,39 @@ class HashSetIndex:
         with open(path, "rb") as fh:
             return spans, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
-    @cached_property
-    def _names(self) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
-        return self._column("names")
+    def _read(self, stem: str, wanted: list[int]) -> list[bytes | None] | None:
+        """Values of a column for some entries, read with ``pread``, not through a map.
 
-    @cached_property
-    def _meta(self) -> tuple[np.ndarray, bytes | mmap.mmap] | None:
-        return self._column("meta")
+        A scan's parent reads the hits' records batch after batch: maps kept open keep
+        every page a hit touched resident, and even a map made for one batch faults in
+        whole folios of the page cache (on this machine's kernel, ~0.85 MiB of
+        ``names.bin`` and ~0.25 MiB of ``names.spans`` per random hit), so its memory
+        would grow with the hits."""
+        if not self.manifest["columns"].get(stem):
+            return None
+        out: list[bytes | None] = []
+        with open(self.folder / f"{stem}.spans", "rb", buffering=0) as spans, \
+                open(self.folder / f"{stem}.bin", "rb", buffering=0) as blob:  # fmt: skip
+            for entry in wanted:
+                raw = os.pread(spans.fileno(), 16, 16 * entry)
+                if len(raw) != 16:
+                    raise ValueError(f"{stem}.spans of {self.folder} has no entry {entry}")
+                start, stop = _SPAN.unpack(raw)
+                out.append(os.pread(blob.fileno(), stop - start, start) if stop > start else None)
+        return out
 
-    @cached_property
-    def _sizes(self) -> np.ndarray | None:
+    def _read_sizes(self, wanted: list[int]) -> list[int | None] | None:
         if not self.manifest["columns"].get("sizes"):
             return None
-        return _map(self.folder / "sizes.i64", np.dtype("<i8"))
+        out: list[int | None] = []
+        with open(self.folder / "sizes.i64", "rb", buffering=0) as fh:
+            for entry in wanted:
+                raw = os.pread(fh.fileno(), 8, 8 * entry)
+                if len(raw) != 8:
+                    raise ValueError(f"sizes.i64 of {self.folder} has no entry {entry}")
+                size = int.from_bytes(raw, "little", signed=True)
+                out.append(size if size >= 0 else None)
+        return out
 
     def entry(self, entry: int) -> EntryRecord:
         """Name, size and metadata of one entry."""
@@ -219,9 +241,10 @@ class HashSetIndex:
     def name_windows(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Names of many entries as :func:`windows` rows ``(matrix, mask)``; ``None`` when
         the set has no names or the longest name makes the matrix too large."""
-        if self._names is None:
+        names = self._column("names")
+        if names is None:
             return None
-        spans, blob = self._names
+        spans, blob = names
         picked = spans[entries].astype(np.int64)
         lengths = np.maximum(picked[:, 1] - picked[:, 0], 0)
         source = np.frombuffer(blob, dtype=np.uint8) if len(blob) else np.zeros(0, np.uint8)
@@ -231,16 +254,15 @@ class HashSetIndex:
         self, entries: list[int]
     ) -> tuple[list[bytes | None], list[int | None], list[bytes | None]]:
         """Names, sizes and raw JSON metadata of many entries, gathered in one step each."""
-        wanted = np.asarray(entries, dtype=np.int64)
-        none: list[None] = [None] * len(entries)
-        names = _slices(self._names, wanted) or none
-        metas = _slices(self._meta, wanted) or none
-        sizes: list[int | None] = list(none)
-        if self._sizes is not None:
-            sizes = [s if s >= 0 else None for s in self._sizes[wanted].tolist()]
+        wanted = [int(e) for e in entries]
+        none: list[None] = [None] * len(wanted)
+        names = self._read("names", wanted) or none
+        metas = self._read("meta", wanted) or none
+        sizes = self._read_sizes(wanted) or list(none)
         return list(names), sizes, list(metas)
 
 
+_SPAN = struct.Struct("<QQ")  # a spans row: start, stop
 MAX_WINDOW_CELLS = 1 << 25  # 32 MiB: beyond this, windows() declines (callers go per item)
 
 
@@ -272,15 +294,6 @@ def windows(
     columns = np.arange(width)
     mask = (columns >= shift) & (columns < shift + lengths[:, None])
     return view[begin], mask
-
-
-def _slices(
-    column: tuple[np.ndarray, bytes | mmap.mmap] | None, wanted: np.ndarray
-) -> list[bytes | None] | None:
-    if column is None:
-        return None
-    spans, blob = column
-    return [blob[a:b] if b > a else None for a, b in spans[wanted].tolist()]
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def use_sets(
     return used
 
 
-ENTRIES_REMEMBERED = 100_000  # set entries whose records a matcher keeps
+ENTRIES_REMEMBERED = 10_000  # entries whose records a matcher keeps (~1 KB each, NSRL metadata)
 
 
 class Matcher:

@@ -371,3 +371,26 @@ def test_windows_equal_gather_at_the_edges() -> None:
             raw[a : a + n] for a, n in zip(starts.tolist(), lengths.tolist(), strict=True)
         )
     assert windows(np.zeros(10, np.uint8), np.zeros(2, np.int64), np.array([1, 1 << 25])) is None
+
+
+def test_entry_records_are_read_without_keeping_a_map(tmp_path: Path) -> None:
+    """A scan's parent reads its hits' names batch after batch; the column files are read
+    with pread, so no map of them stays in the process (maps kept open, or made per batch,
+    left every page a hit touched resident: memory grew with the number of hits)."""
+    present = synthetic(2000)
+    source = tmp_path / "set.md5"
+    source.write_text("".join(f"{h}  /x/dir{i % 7}/file{i}.bin\n" for i, h in enumerate(present)))
+    library = Library(tmp_path / "lib")
+    library.import_set(source, "s", "known-good", formats=formats())
+    index = library.open("s")
+    queries = np.frombuffer(bytes.fromhex("".join(present[::3])), "S16")
+    positions, entries = index.lookup("md5", queries)
+    names, sizes, metas = index.columns(entries.tolist())
+    by_digest = {h: f"/x/dir{i % 7}/file{i}.bin".encode() for i, h in enumerate(present)}
+    assert len(names) == len(present[::3])
+    for q, name in zip(positions.tolist(), names, strict=True):
+        assert name == by_digest[present[::3][q]]
+    assert sizes == [None] * len(names) and metas == [None] * len(names)
+    assert index.columns([]) == ([], [], [])
+    maps = Path("/proc/self/maps").read_text()
+    assert "names.bin" not in maps and "names.spans" not in maps
