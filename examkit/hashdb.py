@@ -25,6 +25,7 @@ import json
 import mmap
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,12 +211,8 @@ class HashSetIndex:
         if not self.manifest["columns"].get(stem):
             return None
         out: list[bytes | None] = []
-        with open(self.folder / f"{stem}.spans", "rb", buffering=0) as spans, \
-                open(self.folder / f"{stem}.bin", "rb", buffering=0) as blob:  # fmt: skip
-            for entry in wanted:
-                raw = os.pread(spans.fileno(), 16, 16 * entry)
-                if len(raw) != 16:
-                    raise ValueError(f"{stem}.spans of {self.folder} has no entry {entry}")
+        with open(self.folder / f"{stem}.bin", "rb", buffering=0) as blob:
+            for raw in _rows(self.folder / f"{stem}.spans", _SPAN.size, wanted):
                 start, stop = _SPAN.unpack(raw)
                 out.append(os.pread(blob.fileno(), stop - start, start) if stop > start else None)
         return out
@@ -223,15 +220,9 @@ class HashSetIndex:
     def _read_sizes(self, wanted: list[int]) -> list[int | None] | None:
         if not self.manifest["columns"].get("sizes"):
             return None
-        out: list[int | None] = []
-        with open(self.folder / "sizes.i64", "rb", buffering=0) as fh:
-            for entry in wanted:
-                raw = os.pread(fh.fileno(), 8, 8 * entry)
-                if len(raw) != 8:
-                    raise ValueError(f"sizes.i64 of {self.folder} has no entry {entry}")
-                size = int.from_bytes(raw, "little", signed=True)
-                out.append(size if size >= 0 else None)
-        return out
+        sizes = (int.from_bytes(raw, "little", signed=True)
+                 for raw in _rows(self.folder / "sizes.i64", 8, wanted))  # fmt: skip
+        return [size if size >= 0 else None for size in sizes]
 
     def entry(self, entry: int) -> EntryRecord:
         """Name, size and metadata of one entry."""
@@ -263,6 +254,18 @@ class HashSetIndex:
 
 
 _SPAN = struct.Struct("<QQ")  # a spans row: start, stop
+
+
+def _rows(path: Path, width: int, wanted: list[int]) -> Iterator[bytes]:
+    """Rows ``wanted`` of a file of ``width``-byte rows, each read with ``pread``."""
+    with open(path, "rb", buffering=0) as fh:
+        for row in wanted:
+            raw = os.pread(fh.fileno(), width, width * row)
+            if len(raw) != width:
+                raise ValueError(f"{path} has no row {row}")
+            yield raw
+
+
 MAX_WINDOW_CELLS = 1 << 25  # 32 MiB: beyond this, windows() declines (callers go per item)
 
 
