@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .scan import Progress, ScanOptions
 
 PAGE = 5000
-POLL_SECONDS = 0.1  # how often newly listed entries are looked for while listing runs
+POLL_SECONDS = 0.05  # how often newly listed entries are looked for while listing runs
 
 _TASK_COLUMNS = (
     "SELECT f.file_id, fs.walker, fs.offset, f.inode, f.attr_type, f.attr_id, f.size,"

@@ -28,6 +28,12 @@ from .walk import FileSystemWalker, find_volumes, open_filesystem
 
 BATCH = 5000
 COMMIT_SECONDS = 0.2  # a batch is committed at least this often: hashing follows the listing
+# Committed at once, so that idle workers start on them while the walk goes on: the
+# first entries (a work unit's worth: ScanOptions.unit_files), and an entry whose stream
+# is large (a unit of its own, ScanOptions.unit_bytes: the longer such a stream waits,
+# the longer the scan's tail, when its digests run alone).
+FIRST_BATCH = 256
+LARGE_STREAM = 32 << 20
 _FILE_COLUMNS = (
     "evidence_id", "volume_id", "filesystem_id", "seq", "path", "name", "path_bytes",
     "name_bytes", "stream", "attr_type", "attr_id", "inode", "meta_type", "size", "allocated",
@@ -85,7 +91,12 @@ def _insert_entries(
         batch.append(_file_row(evidence_id, volume_id, fs_id, entry))
         count += 1
         heartbeat()  # a long walk that progresses is not a hang
-        if len(batch) >= BATCH or time.monotonic() - since >= COMMIT_SECONDS:
+        if (
+            len(batch) >= BATCH
+            or count == FIRST_BATCH
+            or (entry.size or 0) >= LARGE_STREAM
+            or time.monotonic() - since >= COMMIT_SECONDS
+        ):
             with case.transaction() as conn:
                 conn.executemany(_INSERT_FILE, batch)
             if progress:

@@ -33,7 +33,14 @@ from .models import (
     ScanSummary,
     Verification,
 )
-from .plan import ListingOptions, clear_listing, mark_snapshot_copies, plan_evidence
+from .plan import (
+    FIRST_BATCH,
+    LARGE_STREAM,
+    ListingOptions,
+    clear_listing,
+    mark_snapshot_copies,
+    plan_evidence,
+)
 from .plugins import Registry, registry
 from .query import grouped_counts
 from .runs import check_unchanged, finish_run, start_run
@@ -63,8 +70,8 @@ class ScanOptions:
     verify_media: bool = True
     confirm_media: bool = True  # hash the media again at the end: unchanged during the run
     resume: bool = False
-    unit_bytes: int = 32 << 20
-    unit_files: int = 256
+    unit_bytes: int = LARGE_STREAM  # a stream this large is a unit of its own
+    unit_files: int = FIRST_BATCH
     stall_seconds: float = STALL_SECONDS  # a worker silent this long is stopped (hung in TSK)
     archive_depth: int = 3  # archives inside archives expanded this deep (0: not expanded)
     cluster: str | None = None  # Dask scheduler address; None: local processes

@@ -3,10 +3,11 @@ far, each once, and the results equal a scan that hashed after the listing ended
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import replace
 from pathlib import Path
@@ -14,14 +15,23 @@ from typing import Any
 
 import pytest
 
-from examkit import dispatch
+from examkit import dispatch, plan
 from examkit.case import Case
 from examkit.dispatch import Dispatch, hash_pending
 from examkit.executors import InlineExecutor
 from examkit.intake import resolve_sets
 from examkit.isolation import WorkerDied
 from examkit.matching import Matcher
-from examkit.models import OK, MatchCounts, StreamResult, StreamTask, WorkUnit
+from examkit.models import (
+    ALLOCATED,
+    OK,
+    PENDING,
+    FileEntry,
+    MatchCounts,
+    StreamResult,
+    StreamTask,
+    WorkUnit,
+)
 from examkit.plan import clear_listing
 from examkit.plugins import registry
 from examkit.scan import ScanOptions
@@ -236,3 +246,45 @@ def test_a_unit_retried_file_by_file_keeps_its_settings(monkeypatch: pytest.Monk
         assert replace(retried, tasks=tasks) == unit
         assert retried.unlocks == (secret,)
     assert sorted(written) == [[1], [2], [3]]
+
+
+class _Commits:
+    """Stands in for a case: records the size of each batch the listing commits."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        yield self
+
+    def executemany(self, sql: str, rows: list[Any]) -> None:
+        self.batches.append(len(rows))
+
+
+def _entry(seq: int, size: int) -> FileEntry:
+    return FileEntry(seq, f"/f{seq}", f"f{seq}", None, seq, 128, 0, "file", size, ALLOCATED,
+                     PENDING)  # fmt: skip
+
+
+def test_listing_commits_its_first_entries_and_large_streams_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers idle while the walk goes on get work as soon as a unit's worth is listed,
+    and a large stream (hashed alone, the scan's longest task) is handed out as soon as
+    it is listed, not with the next timed batch."""
+    monkeypatch.setattr(plan, "COMMIT_SECONDS", 3600.0)  # no timed commits in this test
+    sizes = [100] * 1000
+    sizes[600] = plan.LARGE_STREAM
+    case = _Commits()
+    count, error = plan._insert_entries(
+        case,  # type: ignore[arg-type]
+        "E1",
+        1,
+        1,
+        (_entry(i, s) for i, s in enumerate(sizes)),
+        None,
+    )
+    assert (count, error) == (1000, None)
+    first, large = plan.FIRST_BATCH, 601 - plan.FIRST_BATCH
+    assert case.batches == [first, large, 1000 - first - large]
