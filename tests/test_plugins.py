@@ -86,3 +86,24 @@ def test_third_party_plugin_is_found_through_the_entry_point_group(
         assert reg.versions()["hashers/blake2b"] == "1.2.3 (examkit-blake2 1.2.3)"
     finally:
         sys.modules.pop("examkit_blake2", None)
+
+
+def test_tsk_times_are_iso_8601_utc_with_four_digit_years() -> None:
+    """The listing's time formatter against datetime's, over the whole range it covers;
+    out of range (or 0, TSK's "not set") gives None."""
+    import random
+    from datetime import UTC, datetime
+
+    from examkit_plugins.filesystems.tsk import utc
+
+    rng = random.Random(5)
+    first, last = -62135596800, 253402300799  # 0001-01-01 and 9999-12-31 23:59:59
+    for seconds in [first, last, 1, -1, *(rng.randint(first, last) for _ in range(2000))]:
+        if seconds == 0:
+            continue
+        want = datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+        assert utc(seconds) == want
+    assert utc(-54933884087) == "0229-03-20T03:45:13Z"  # strftime("%Y") gave "229-..."
+    assert utc(1_600_000_000, 120_000_000) == "2020-09-13T12:26:40.12Z"
+    assert utc(0) is None and utc(first - 1) is None and utc(last + 1) is None
+    assert utc(2**63 - 1) is None

@@ -15,7 +15,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytsk3
@@ -65,13 +64,18 @@ ORPHAN_PREFIX = b"/$OrphanFiles/"
 
 
 def utc(seconds: int, nano: int = 0) -> str | None:
-    """TSK time (seconds since 1970, nanoseconds) as UTC ISO 8601 with Z; None for 0."""
+    """TSK time (seconds since 1970, nanoseconds) as UTC ISO 8601 with Z (years 1 to 9999,
+    four digits); None for 0 or a time out of that range. Four times per entry, so built
+    from ``time.gmtime`` (half the cost of ``datetime.strftime``)."""
     if not seconds:
         return None
     try:
-        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        t = time.gmtime(seconds)
     except (OverflowError, OSError, ValueError):
         return None
+    if not 1 <= t.tm_year <= 9999:
+        return None
+    stamp = "%04d-%02d-%02dT%02d:%02d:%02d" % t[:6]  # noqa: UP031  (the fastest form)
     if nano:
         stamp += ("." + f"{nano:09d}").rstrip("0")
     return stamp + "Z"
