@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,20 +18,35 @@ from .errors import CaseError, IntegrityError, UsageError
 from .integrity import state_digest
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
-if TYPE_CHECKING:  # imported when a case is opened: commands without a case start faster
+if TYPE_CHECKING:  # imported when Case.db is first used (a scan does not use it)
     import sqlite_utils
 
 
 class Case:
-    """An open case database. Use :meth:`create` or :meth:`open`."""
+    """An open case database. Use :meth:`create` or :meth:`open`.
 
-    def __init__(self, path: Path, db: sqlite_utils.Database) -> None:
+    ``conn`` is the connection every write and the scan's reads go through; ``db``, the
+    sqlite-utils view of it that queries and reports read with, is made when first used
+    (importing sqlite-utils takes ~0.1 s, which a scan's listing worker and its parent
+    would otherwise spend before the first file is listed)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
-        self.db = db
+        self.conn = conn
+        self._db: sqlite_utils.Database | None = None
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        return self.db.conn
+    def db(self) -> sqlite_utils.Database:
+        if self._db is None:
+            self._db = _sqlite_utils().Database(self.conn)
+        return self._db
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        """Rows as dicts (as ``db.query`` gives them), through the plain connection."""
+        cursor = self.conn.execute(sql, params)
+        keys = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield dict(zip(keys, row, strict=True))
 
     # -- opening ---------------------------------------------------------
     @classmethod
@@ -163,17 +178,17 @@ class Case:
 
     # -- reading ---------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        return dict(next(self.db.query("SELECT * FROM case_info WHERE id = 1")))
+        return next(self.rows("SELECT * FROM case_info WHERE id = 1"))
 
     def evidence(self, evidence_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM evidence WHERE evidence_id = ?", [evidence_id]))
+        rows = list(self.rows("SELECT * FROM evidence WHERE evidence_id = ?", [evidence_id]))
         return rows[0] if rows else None
 
     def mark_stale_runs(self) -> list[int]:
         """Runs left 'running' by a process that no longer exists become 'interrupted'."""
         host = socket.gethostname()
         stale = []
-        for row in self.db.query(
+        for row in self.rows(
             "SELECT run_id, host, pid FROM runs WHERE status = 'running' ORDER BY run_id"
         ):
             if row["host"] == host and row["pid"] and _alive(int(row["pid"])):
@@ -263,20 +278,19 @@ def _sqlite_utils() -> Any:
     return sqlite_utils
 
 
-def _connect(path: Path) -> sqlite_utils.Database:
-    module = _sqlite_utils()
+def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA recursive_triggers = ON")  # as sqlite-utils sets it (see Case.db)
     except sqlite3.DatabaseError as exc:
         raise CaseError(
             f"cannot open {path} as a case database: {exc}",
             "check the path; is it an examkit case file on a writable disk?",
         ) from exc
-    db: sqlite_utils.Database = module.Database(conn)
-    return db
+    return conn
 
 
 def _migrate(conn: sqlite3.Connection, current: int) -> None:

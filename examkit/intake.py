@@ -63,7 +63,7 @@ def resolve_sets(
         )
     known = {
         tuple(json.loads(r["source_paths"])): r["evidence_id"]
-        for r in case.db.query("SELECT evidence_id, source_paths FROM evidence")
+        for r in case.rows("SELECT evidence_id, source_paths FROM evidence")
     }
     out: list[EvidenceSet] = []
     taken: set[str] = set()
