@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 PROBE = """
 import json, sys
@@ -28,3 +29,21 @@ def test_preload_loads_evidence_libraries_not_image_libraries() -> None:
     assert {"pytsk3", "magic", "examkit", "examkit_plugins"} <= loaded
     # numpy (~0.1 s), PIL and imagehash/scipy (~0.3 s) are left to the workers
     assert not loaded & {"numpy", "PIL", "imagehash", "scipy", "dask", "distributed"}
+
+
+LISTING = """
+import json, sys
+from examkit.cli.entry import main
+code = main(["scan", sys.argv[1], "--case", sys.argv[2], "--workers", "0", "--no-verify",
+             "--no-perceptual", "--json"])
+print(json.dumps([code, "sqlite_utils" in sys.modules]))
+"""
+
+
+def test_a_scan_does_not_import_sqlite_utils(fixture_images: Path, tmp_path: Path) -> None:
+    """A scan writes and reads its case through the plain connection: importing sqlite-utils
+    (~0.1 s) would delay the listing worker's first entry and the parent's start."""
+    case = tmp_path / "case.sqlite"
+    out = subprocess.run([sys.executable, "-c", LISTING, str(fixture_images / "ntfs.raw"),
+                          str(case)], capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, False]
