@@ -1,13 +1,16 @@
 """Scan benchmark: examkit against The Sleuth Kit's fiwalk on the same NTFS image, same run.
 
     make bench-scan                 # builds a >= 2 GB NTFS image (seeded), then measures
+    benchmarks/scan_vs_fiwalk.py --runs 5 --work DIR   # more pairs; keep the image in DIR
 
 Builds the image with real tools (make_tree.py + build_ntfs.sh: mkntfs, ntfs-3g) and
 a hash-set library (a 1,002,000-entry known-good md5sum set and a 50,025-entry
 known-bad sha256sum set, each holding some of the image's files), warms the page
 cache, then times `fiwalk -X` (MD5 + SHA-1 of every file) and `examkit scan` (MD5 +
 SHA-1 + SHA-256 + type + hash-set matching, its counts checked), each as a whole
-process, and prints wall times, ratios, peak memory (total PSS of the process and its
+process, in interleaved pairs (`--runs`, default 3; the medians are compared), then
+the scans with perceptual hashes and with the media verified once each, and prints
+wall times, ratios, peak memory (total PSS of the process and its
 workers), examkit's hashing rate as a fraction of this machine's hashing limit, and
 the time per file.
 Targets (issue 5): examkit <= 0.5x fiwalk; >= 80% of the hashing limit;
@@ -23,6 +26,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -203,6 +207,7 @@ def main() -> int:
     parser.add_argument("--big", type=int, default=1_200_000_000, help="one large file (bytes)")
     parser.add_argument("--size-mb", type=int, default=2600, help="NTFS volume size")
     parser.add_argument("--work", type=Path, help="folder to keep (image reused if present)")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved fiwalk/examkit pairs")
     args = parser.parse_args()
     if missing_tool("fiwalk", "mkntfs", "ntfs-3g"):
         return 2
@@ -220,26 +225,39 @@ def main() -> int:
         limit, cores = hashing_limit()
         env = dict(os.environ, EXAMKIT_HASHSETS=str(work / "library"))
         want_good, want_bad = build_library(work, env, args.seed)
-        rows = []
         xml = work / "fiwalk.xml"
-        xml.unlink(missing_ok=True)
         fiwalk = ["fiwalk", "-X", str(xml), str(image)]
-        rows.append(("fiwalk -X (md5, sha1)", measure_tree(fiwalk, sample=False)[0], 0))
         results = {}
         configs = (
             ("examkit scan --no-verify --no-perceptual", ["--no-verify", "--no-perceptual"]),
             ("examkit scan --no-verify (+ perceptual hashes)", ["--no-verify"]),
             ("examkit scan (default: + media verified at start and end)", []),
         )
-        for label, extra in configs:
-            case = work / "case.sqlite"
+        case = work / "case.sqlite"
+
+        def run_scan(label: str, extra: list[str], memory: bool = False) -> tuple[float, int]:
             for leftover in work.glob("case.sqlite*"):
                 leftover.unlink()
-            out = work / "scan.json"
+            out = work / ("memory.json" if memory else "scan.json")
             command = [EXAMKIT, "scan", str(image), "--case", str(case), "--json", *extra]
-            wall = measure_tree(command, env, out, sample=False)[0]
-            results[label] = json.loads(out.read_text())
-            rows.append((label, wall, 0))
+            wall, peak, _ = measure_tree(command, env, out, sample=memory)
+            if not memory:
+                results[label] = json.loads(out.read_text())
+            return wall, peak
+
+        # This machine's speed drifts by 10-20% within minutes: fiwalk and the scan the
+        # issue compares run in interleaved pairs, and the medians are compared.
+        pairs = []
+        for _ in range(args.runs):
+            xml.unlink(missing_ok=True)
+            theirs = measure_tree(fiwalk, sample=False)[0]
+            pairs.append((theirs, run_scan(*configs[0])[0]))
+        rows = [
+            ("fiwalk -X (md5, sha1)", statistics.median(p[0] for p in pairs), 0),
+            (configs[0][0], statistics.median(p[1] for p in pairs), 0),
+        ]
+        rows += [(label, run_scan(label, extra)[0], 0) for label, extra in configs[1:]]
+        for label, _extra in configs:
             found = results[label]["evidence"][0]
             if (found["known_good"], found["flagged"]) != (want_good, want_bad):
                 print(f"{label}: {found['known_good']} known-good and {found['flagged']}"
@@ -248,16 +266,18 @@ def main() -> int:
         # memory in runs of their own: sampling it costs the command measured CPU time
         xml.unlink()
         rows[0] = (*rows[0][:2], measure_tree(fiwalk)[1])
-        for i, (_label, extra) in enumerate(configs, start=1):
-            for leftover in work.glob("case.sqlite*"):
-                leftover.unlink()
-            command = [EXAMKIT, "scan", str(image), "--case", str(case), "--json", *extra]
-            rows[i] = (*rows[i][:2], measure_tree(command, env, work / "memory.json")[1])
+        for i, (label, extra) in enumerate(configs, start=1):
+            rows[i] = (*rows[i][:2], run_scan(label, extra, memory=True)[1])
+        print(f"\n{'pair':>4} {'fiwalk -X':>10} {'examkit':>9} {'ratio':>7}"
+              f"   (examkit scan --no-verify --no-perceptual, interleaved)")  # fmt: skip
+        for i, (theirs, ours) in enumerate(pairs, 1):
+            print(f"{i:>4} {theirs:9.2f}s {ours:8.2f}s {ours / theirs:6.2f}x")
         fiwalk_wall = rows[0][1]
         print(
             f"\n{cores} cores; hashing limit (md5+sha1+sha256, all cores): {limit / 1e6:.0f} MB/s"
         )
-        print(f"{'':58} {'wall':>8} {'ratio':>7} {'peak PSS':>10} (memory: a run of its own)")
+        print(f"{'':58} {'wall':>8} {'ratio':>7} {'peak PSS':>10} (first two: medians of"
+              f" the {args.runs} pairs; memory: a run of its own)")  # fmt: skip
         for label, wall, rss in rows:
             print(f"{label:58} {wall:7.2f}s {wall / fiwalk_wall:6.2f}x {rss / 1024:8.0f} MiB")
         scan = results["examkit scan --no-verify --no-perceptual"]["evidence"][0]
