@@ -31,9 +31,11 @@ COMMIT_SECONDS = 0.2  # a batch is committed at least this often: hashing follow
 # Committed at once, so that idle workers start on them while the walk goes on: the
 # first entries (a work unit's worth: ScanOptions.unit_files), and an entry whose stream
 # is large (a unit of its own, ScanOptions.unit_bytes: the longer such a stream waits,
-# the longer the scan's tail, when its digests run alone).
+# the longer the scan's tail, when its digests run alone), though not more often than
+# every LARGE_COMMIT_SECONDS (a walk through thousands of videos is not a commit each).
 FIRST_BATCH = 256
 LARGE_STREAM = 32 << 20
+LARGE_COMMIT_SECONDS = 0.02
 _FILE_COLUMNS = (
     "evidence_id", "volume_id", "filesystem_id", "seq", "path", "name", "path_bytes",
     "name_bytes", "stream", "attr_type", "attr_id", "inode", "meta_type", "size", "allocated",
@@ -79,6 +81,7 @@ def _insert_entries(
     batch: list[tuple[object, ...]] = []
     error = None
     since = time.monotonic()
+    large = False  # the batch holds a large stream
     iterator = iter(entries)
     while True:
         try:
@@ -91,17 +94,18 @@ def _insert_entries(
         batch.append(_file_row(evidence_id, volume_id, fs_id, entry))
         count += 1
         heartbeat()  # a long walk that progresses is not a hang
+        large = large or (entry.size or 0) >= LARGE_STREAM
+        waited = time.monotonic() - since
         if (
             len(batch) >= BATCH
             or count == FIRST_BATCH
-            or (entry.size or 0) >= LARGE_STREAM
-            or time.monotonic() - since >= COMMIT_SECONDS
+            or waited >= (LARGE_COMMIT_SECONDS if large else COMMIT_SECONDS)
         ):
             with case.transaction() as conn:
                 conn.executemany(_INSERT_FILE, batch)
             if progress:
                 progress.listed(len(batch))
-            batch, since = [], time.monotonic()
+            batch, since, large = [], time.monotonic(), False
     if batch:
         with case.transaction() as conn:
             conn.executemany(_INSERT_FILE, batch)

@@ -272,8 +272,10 @@ def test_listing_commits_its_first_entries_and_large_streams_at_once(
 ) -> None:
     """Workers idle while the walk goes on get work as soon as a unit's worth is listed,
     and a large stream (hashed alone, the scan's longest task) is handed out as soon as
-    it is listed, not with the next timed batch."""
+    it is listed, not with the next timed batch (nor more often than
+    LARGE_COMMIT_SECONDS: a walk through many large streams is not a commit each)."""
     monkeypatch.setattr(plan, "COMMIT_SECONDS", 3600.0)  # no timed commits in this test
+    monkeypatch.setattr(plan, "LARGE_COMMIT_SECONDS", 0.0)
     sizes = [100] * 1000
     sizes[600] = plan.LARGE_STREAM
     case = _Commits()
@@ -288,3 +290,8 @@ def test_listing_commits_its_first_entries_and_large_streams_at_once(
     assert (count, error) == (1000, None)
     first, large = plan.FIRST_BATCH, 601 - plan.FIRST_BATCH
     assert case.batches == [first, large, 1000 - first - large]
+    monkeypatch.setattr(plan, "LARGE_COMMIT_SECONDS", 3600.0)
+    case = _Commits()
+    entries = (_entry(i, plan.LARGE_STREAM) for i in range(1000))
+    plan._insert_entries(case, "E1", 1, 1, entries, None)  # type: ignore[arg-type]
+    assert case.batches == [first, 1000 - first]
