@@ -15,7 +15,7 @@ from typing import Any
 from .archives import ArchiveFormat, ArchiveLimits, ArchiveResult, expand, format_for
 from .evidence import MediaStream, hash_media, open_media
 from .filetype import detect_mime, extension_mismatch
-from .hashing import HEAD_SIZE, StreamDigest
+from .hashing import HEAD_SIZE, StreamDigest, keep_chunk_pages
 from .isolation import heartbeat
 from .layers import Locked, Unlock, open_chain
 from .models import ERROR, OK, SHORT, StreamResult, WorkUnit
@@ -98,6 +98,7 @@ def hash_unit(unit: WorkUnit) -> list[StreamResult]:
     decoded once for the perceptual hashes, and an archive's are spooled to a
     temporary file whose members are then read (``examkit.archives``).
     """
+    keep_chunk_pages()  # set already in a local pool's workers; a Dask worker's first unit
     media = _media(unit.container, unit.paths)
     reg = registry()
     hashers = reg.hashers
@@ -217,6 +218,7 @@ def hash_whole_media(
 ) -> dict[str, str]:
     """MD5/SHA-1/SHA-256 (and any other hasher) of the whole media stream; with ``only``,
     just those digests."""
+    keep_chunk_pages()
     plugin = registry().get("containers", container)
     hashers = [h for h in registry().hashers if not only or h.name in only]
     with open_media(plugin, [Path(p) for p in paths]) as media:

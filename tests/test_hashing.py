@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
+import sys
+
+import pytest
 
 from examkit.hashing import CHUNK_SIZE, HEAD_SIZE, PARALLEL_MIN, hash_stream
 from examkit.plugins import registry
@@ -29,3 +33,36 @@ def test_chunks_of_every_size_give_the_digests_of_the_whole_stream() -> None:
     }
     assert digest.bytes == len(data)
     assert digest.head == data[:HEAD_SIZE]
+
+
+FAULTS = """
+import resource, sys
+from examkit.hashing import keep_chunk_pages
+if sys.argv[1] == "on":
+    assert keep_chunk_pages()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+held = b""
+before = faults()
+for i in range(64):
+    size = 2_000_000 + (i * 370_001) % 2_200_000  # files of 2 to 4.2 MB, each read whole
+    data = b"x" * size
+    held = data  # one chunk is hashed while the next is read
+print(faults() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_chunks_reuse_heap_pages_instead_of_faulting_in_new_ones() -> None:
+    """Each chunk a worker reads is a new bytes object; left to glibc's defaults, blocks of
+    this size are mapped afresh and every page of every chunk faults in again (0.4 s of
+    system time per 0.63 GB of 2 MB photos). keep_chunk_pages() lets them reuse the heap."""
+
+    def faults(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        return int(done.stdout.strip())
+
+    default, kept = faults("off"), faults("on")
+    assert default > 10_000  # ~750 pages a chunk, most of them faulted in anew
+    assert kept * 3 < default
