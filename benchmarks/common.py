@@ -24,6 +24,24 @@ def compile_bytecode() -> None:
                    stdout=subprocess.DEVNULL)  # fmt: skip
 
 
+def fiwalk_digests(xml: Path) -> dict[str, dict[str, str]]:
+    """``{"/path": {"md5": ..., "sha1": ...}}`` for every file object in a ``fiwalk -X``
+    report (digests lower-case)."""
+    import xml.etree.ElementTree as ET
+
+    found: dict[str, dict[str, str]] = {}
+    for _event, element in ET.iterparse(xml):
+        if element.tag.rsplit("}", 1)[-1] == "fileobject":
+            name = element.findtext("{*}filename") or element.findtext("filename") or ""
+            found["/" + name] = {
+                h.get("type", ""): (h.text or "").lower()
+                for h in element.iter()
+                if h.tag.rsplit("}", 1)[-1] == "hashdigest"
+            }
+            element.clear()
+    return found
+
+
 def missing_tool(*tools: str) -> str | None:
     """The first of ``tools`` not on PATH (printed with how to install it), or None."""
     import shutil

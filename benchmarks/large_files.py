@@ -33,7 +33,14 @@ import sys
 import time
 from pathlib import Path
 
-from common import EXAMKIT, compile_bytecode, measure_tree, missing_tool, work_folder
+from common import (
+    EXAMKIT,
+    compile_bytecode,
+    fiwalk_digests,
+    measure_tree,
+    missing_tool,
+    work_folder,
+)
 from scan_vs_fiwalk import FIXTURES, algorithm_seconds_per_byte, hashing_floor, hashing_limit
 
 MIB = 1 << 20
@@ -70,17 +77,12 @@ def build_image(work: Path, seed: int, count: int, size_mib: int, fs: str) -> Pa
 def same_digests(xml: Path, case: Path) -> int:
     """The large files whose MD5 and SHA-1 fiwalk and examkit agree on; raises if any differ."""
     import sqlite3
-    import xml.etree.ElementTree as ET
 
-    theirs: dict[str, tuple[str | None, str | None]] = {}
-    for _event, element in ET.iterparse(xml):
-        if element.tag.rsplit("}", 1)[-1] == "fileobject":
-            name = element.findtext("{*}filename") or element.findtext("filename") or ""
-            digests = {h.get("type"): h.text for h in element.iter()
-                       if h.tag.rsplit("}", 1)[-1] == "hashdigest"}  # fmt: skip
-            if name.startswith("video/clip"):
-                theirs["/" + name] = (digests.get("md5"), digests.get("sha1"))
-            element.clear()
+    theirs = {
+        path: (digests.get("md5"), digests.get("sha1"))
+        for path, digests in fiwalk_digests(xml).items()
+        if path.startswith("/video/clip")
+    }
     query = "SELECT path, md5, sha1 FROM files WHERE path LIKE '/video/clip%' AND stream IS NULL"
     with contextlib.closing(sqlite3.connect(f"file:{case}?mode=ro", uri=True)) as conn:
         ours = {path: (md5, sha1) for path, md5, sha1 in conn.execute(query)}

@@ -28,10 +28,16 @@ import statistics
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from common import EXAMKIT, compile_bytecode, measure_tree, missing_tool, work_folder
+from common import (
+    EXAMKIT,
+    compile_bytecode,
+    fiwalk_digests,
+    measure_tree,
+    missing_tool,
+    work_folder,
+)
 from scan_vs_fiwalk import FIXTURES
 
 SIZES = ((4032, 3024), (3264, 2448), (2592, 1944), (2048, 1536))  # camera pictures
@@ -91,19 +97,6 @@ def build_image(work: Path, seed: int, total_mb: int) -> Path:
     return image
 
 
-def _fiwalk_md5(xml: Path) -> dict[str, str]:
-    found = {}
-    for _event, element in ET.iterparse(xml):
-        if element.tag.rsplit("}", 1)[-1] == "fileobject":
-            name = element.findtext("{*}filename") or element.findtext("filename") or ""
-            for h in element.iter():
-                md5 = h.tag.rsplit("}", 1)[-1] == "hashdigest" and h.get("type") == "md5"
-                if md5 and name.endswith(".JPG") and h.text:
-                    found["/" + name] = h.text.lower()
-            element.clear()
-    return found
-
-
 def _case_digests(case: Path, column: str) -> dict[str, str]:
     conn = sqlite3.connect(f"file:{case}?mode=ro", uri=True)
     try:
@@ -150,7 +143,9 @@ def main() -> int:
             theirs = measure_tree(["fiwalk", "-X", str(xml), str(image)], sample=False)[0]
             ours, plain = scan(["--no-verify", "--no-perceptual"])
             pairs.append((theirs, ours))
-        md5_theirs, md5_ours = _fiwalk_md5(xml), _case_digests(case, "md5")
+        md5_theirs = {path: d["md5"] for path, d in fiwalk_digests(xml).items()
+                      if path.endswith(".JPG") and d.get("md5")}  # fmt: skip
+        md5_ours = _case_digests(case, "md5")
         failed = not md5_ours or md5_theirs != md5_ours
         perceptual, with_images = scan(["--no-verify"])
         failed = failed or with_images != plain
