@@ -10,6 +10,13 @@
  * which(program, head) -> int gives the same for each rule as a bitmask (at most 62
  * rules: examkit.magic_subset's keyed copies), matching(program, head) -> list[int] the
  * indices of every rule that may match (examkit.magic_binary's copies).
+ *
+ * Program(program) reads a program once into an index, and each of the three takes it in
+ * place of the bytes, with the same answers: a clause with a literal at a fixed offset is
+ * looked at only when the head's byte at that offset is the literal's first, so a head is
+ * checked against the handful of clauses it may satisfy, not the thousands of the program
+ * (a binary head: 61 -> a few microseconds). The bytes form reads the program on every
+ * call; tests compare the two.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
@@ -61,6 +68,7 @@ static inline unsigned char fold(unsigned char c) {
 static int prepare(Head *h) {
     if (h->ready) return !h->failed;
     h->ready = 1;
+    if (h->pairs == NULL) h->pairs = PyMem_Calloc(8192, 1); /* one bit per byte pair */
     if (h->buf == NULL || h->pairs == NULL) {
         h->failed = 1;
         return 0;
@@ -163,7 +171,7 @@ static PyObject *check(PyObject *args, int mode) {
     Py_ssize_t n = head.len;
     unsigned char local[8192];
     Head h = {head.buf, n <= (Py_ssize_t)sizeof local ? local : PyMem_Malloc((size_t)n),
-              PyMem_Calloc(8192, 1) /* one bit per byte pair */, n, 0, 0};
+              NULL /* the pair table: made on first need */, n, 0, 0};
     int64_t result = scan(&prog, &h, mode, hits);
     if (h.buf != local) PyMem_Free(h.buf);
     PyMem_Free(h.pairs);
@@ -179,19 +187,314 @@ static PyObject *check(PyObject *args, int mode) {
     return mode == FIRST ? PyBool_FromLong(result != 0) : PyLong_FromLongLong(result);
 }
 
+/* -- the compiled program ---------------------------------------------------------- */
+
+typedef struct {
+    int kind;
+    uint32_t offset;
+    Py_ssize_t len;
+    const unsigned char *lit; /* into the program's bytes, kept alive by the object */
+} Lit;
+
+typedef struct {
+    uint32_t rule, first, count; /* lits[first .. first + count) */
+} Clause;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *bytes;
+    uint32_t rules, nclauses;
+    Lit *lits;
+    Clause *clauses;
+    /* clauses keyed by a literal at a fixed offset: key k's offset is offsets[k] (ascending)
+     * and the clauses whose literal there begins with byte b are
+     * keyed[starts[k * 256 + b] .. starts[k * 256 + b + 1]) */
+    uint32_t nkeys;
+    uint32_t *offsets, *starts, *keyed;
+    uint32_t *always, nalways; /* clauses without such a literal: checked on every head */
+} Program;
+
+static void program_free(Program *p) {
+    PyMem_Free(p->lits);
+    PyMem_Free(p->clauses);
+    PyMem_Free(p->offsets);
+    PyMem_Free(p->starts);
+    PyMem_Free(p->keyed);
+    PyMem_Free(p->always);
+    p->lits = NULL;
+    p->clauses = NULL;
+    p->offsets = p->starts = p->keyed = p->always = NULL;
+}
+
+static void program_dealloc(Program *p) {
+    program_free(p);
+    Py_XDECREF(p->bytes);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static int by_offset(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The literal a clause is keyed by: its first at a fixed offset with at least one byte. */
+static Py_ssize_t key_literal(const Program *p, const Clause *c) {
+    for (uint32_t i = 0; i < c->count; i++) {
+        const Lit *l = &p->lits[c->first + i];
+        if (l->kind == AT_OFFSET && l->len > 0) return (Py_ssize_t)(c->first + i);
+    }
+    return -1;
+}
+
+static int program_build(Program *p, const unsigned char *buf, Py_ssize_t size) {
+    Reader r = {buf, buf + size, 0};
+    size_t nlits = 0, nclauses = 0;
+    /* first pass: count, and check every bound */
+    uint32_t rules = take(&r, 4);
+    for (uint32_t rule = 0; rule < rules && !r.bad; rule++) {
+        uint32_t clauses = take(&r, 2);
+        for (uint32_t c = 0; c < clauses && !r.bad; c++, nclauses++) {
+            uint32_t literals = take(&r, 2);
+            for (uint32_t l = 0; l < literals && !r.bad; l++, nlits++) {
+                take(&r, 1);
+                take(&r, 4);
+                Py_ssize_t len = (Py_ssize_t)take(&r, 2);
+                if (r.end - r.p < len) r.bad = 1;
+                else r.p += len;
+            }
+        }
+    }
+    if (r.bad) { /* as the bytes form, trailing bytes are not read */
+        PyErr_SetString(PyExc_ValueError, "malformed magic-subset program");
+        return -1;
+    }
+    p->rules = rules;
+    p->lits = PyMem_Calloc(nlits ? nlits : 1, sizeof(Lit));
+    p->clauses = PyMem_Calloc(nclauses ? nclauses : 1, sizeof(Clause));
+    if (p->lits == NULL || p->clauses == NULL) goto nomem;
+    /* second pass: fill */
+    r = (Reader){buf, buf + size, 0};
+    take(&r, 4);
+    uint32_t li = 0, ci = 0;
+    for (uint32_t rule = 0; rule < rules; rule++) {
+        uint32_t clauses = take(&r, 2);
+        for (uint32_t c = 0; c < clauses; c++) {
+            uint32_t literals = take(&r, 2);
+            p->clauses[ci] = (Clause){rule, li, literals};
+            for (uint32_t l = 0; l < literals; l++) {
+                Lit *lit = &p->lits[li++];
+                lit->kind = (int)take(&r, 1);
+                lit->offset = take(&r, 4);
+                lit->len = (Py_ssize_t)take(&r, 2);
+                lit->lit = r.p;
+                r.p += lit->len;
+            }
+            ci++;
+        }
+    }
+    p->nclauses = ci;
+    /* the index: distinct key offsets, then clauses bucketed by offset and first byte */
+    uint32_t *all = PyMem_Calloc(ci ? ci : 1, sizeof(uint32_t));
+    if (all == NULL) goto nomem;
+    uint32_t nkeyed = 0;
+    for (uint32_t c = 0; c < ci; c++) {
+        Py_ssize_t k = key_literal(p, &p->clauses[c]);
+        if (k >= 0) all[nkeyed++] = p->lits[k].offset;
+    }
+    qsort(all, nkeyed, sizeof(uint32_t), by_offset);
+    uint32_t nkeys = 0;
+    for (uint32_t i = 0; i < nkeyed; i++)
+        if (nkeys == 0 || all[nkeys - 1] != all[i]) all[nkeys++] = all[i];
+    p->nkeys = nkeys;
+    p->offsets = all;
+    p->starts = PyMem_Calloc((size_t)nkeys * 256 + 1, sizeof(uint32_t));
+    p->keyed = PyMem_Calloc(nkeyed ? nkeyed : 1, sizeof(uint32_t));
+    p->always = PyMem_Calloc(ci - nkeyed ? ci - nkeyed : 1, sizeof(uint32_t));
+    if (p->starts == NULL || p->keyed == NULL || p->always == NULL) goto nomem;
+    for (int pass = 0; pass < 2; pass++) { /* count per bucket, then place */
+        uint32_t nalways = 0;
+        for (uint32_t c = 0; c < ci; c++) {
+            Py_ssize_t k = key_literal(p, &p->clauses[c]);
+            if (k < 0) {
+                if (pass) p->always[nalways] = c;
+                nalways++;
+                continue;
+            }
+            const Lit *l = &p->lits[k];
+            uint32_t lo = 0, hi = nkeys; /* the key of its offset */
+            while (lo < hi) {
+                uint32_t mid = (lo + hi) / 2;
+                if (all[mid] < l->offset) lo = mid + 1;
+                else hi = mid;
+            }
+            size_t bucket = (size_t)lo * 256 + l->lit[0];
+            p->starts[bucket + 1] += pass ? 0 : 1;
+            if (pass) p->keyed[p->starts[bucket + 1]++] = c;
+        }
+        p->nalways = nalways;
+        if (!pass) { /* counts -> starts[b + 1] = where bucket b begins; placing its
+                      * clauses then moves starts[b + 1] to its end, the next one's start */
+            size_t buckets = (size_t)nkeys * 256;
+            uint32_t sum = 0;
+            for (size_t b = 0; b <= buckets; b++) {
+                uint32_t n = p->starts[b];
+                p->starts[b] = sum;
+                sum += n;
+            }
+        }
+    }
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+static PyObject *program_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *bytes;
+    static char *kwlist[] = {"program", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "S", kwlist, &bytes)) return NULL;
+    Program *p = (Program *)type->tp_alloc(type, 0);
+    if (p == NULL) return NULL;
+    Py_INCREF(bytes);
+    p->bytes = bytes;
+    if (program_build(p, (const unsigned char *)PyBytes_AS_STRING(bytes),
+                      PyBytes_GET_SIZE(bytes)) < 0) {
+        Py_DECREF(p);
+        return NULL;
+    }
+    return (PyObject *)p;
+}
+
+static PyObject *program_rules(Program *p, void *closure) {
+    (void)closure;
+    return PyLong_FromUnsignedLong(p->rules);
+}
+
+static PyObject *program_bytes(Program *p, void *closure) {
+    (void)closure;
+    Py_INCREF(p->bytes);
+    return p->bytes;
+}
+
+static PyGetSetDef program_getset[] = {
+    {"rules", (getter)program_rules, NULL, "number of rules", NULL},
+    {"program", (getter)program_bytes, NULL, "the program's bytes", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ProgramType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "examkit._magic_native.Program",
+    .tp_basicsize = sizeof(Program),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Program(program: bytes): a magic-subset program read once, with its index.",
+    .tp_new = program_new,
+    .tp_dealloc = (destructor)program_dealloc,
+    .tp_getset = program_getset,
+};
+
+/* 1 if every literal of the clause is in the head, 0 if not, -1 on no memory. */
+static int clause_holds(const Program *p, const Clause *c, Head *h) {
+    for (uint32_t i = 0; i < c->count; i++) {
+        const Lit *l = &p->lits[c->first + i];
+        int got = found(l->kind, l->offset, l->lit, l->len, h);
+        if (got <= 0) return got;
+    }
+    return 1;
+}
+
+/* One clause: skipped if its rule already may match, else checked and recorded. */
+static int visit(const Program *p, uint32_t c, Head *h, uint8_t *hit, int *any) {
+    const Clause *clause = &p->clauses[c];
+    if (hit[clause->rule]) return 0;
+    int got = clause_holds(p, clause, h);
+    if (got < 0) return -1;
+    if (got) {
+        hit[clause->rule] = 1;
+        *any = 1;
+    }
+    return 0;
+}
+
+static PyObject *check_program(Program *p, PyObject *head_obj, int mode) {
+    Py_buffer head;
+    if (mode == MASK && p->rules > 62) {
+        PyErr_SetString(PyExc_ValueError, "which() takes at most 62 rules");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(head_obj, &head, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t n = head.len;
+    unsigned char local[8192];
+    uint8_t hits_local[4096];
+    Head h = {head.buf, n <= (Py_ssize_t)sizeof local ? local : PyMem_Malloc((size_t)n),
+              NULL, n, 0, 0};
+    uint8_t *hit = p->rules <= sizeof hits_local ? hits_local : PyMem_Malloc(p->rules);
+    PyObject *result = NULL;
+    if (hit == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(hit, 0, p->rules);
+    int any = 0, failed = 0;
+    const unsigned char *src = head.buf;
+    for (uint32_t k = 0; k < p->nkeys && !failed && !(any && mode == FIRST); k++) {
+        uint32_t offset = p->offsets[k];
+        if ((Py_ssize_t)offset >= n) break; /* ascending: no later key fits either */
+        size_t bucket = (size_t)k * 256 + fold(src[offset]);
+        for (uint32_t i = p->starts[bucket]; i < p->starts[bucket + 1]; i++)
+            if (visit(p, p->keyed[i], &h, hit, &any) < 0) {
+                failed = 1;
+                break;
+            }
+    }
+    for (uint32_t i = 0; i < p->nalways && !failed && !(any && mode == FIRST); i++)
+        if (visit(p, p->always[i], &h, hit, &any) < 0) failed = 1;
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (mode == FIRST) {
+        result = PyBool_FromLong(any);
+    } else if (mode == MASK) {
+        uint64_t mask = 0;
+        for (uint32_t r = 0; r < p->rules; r++)
+            if (hit[r]) mask |= (uint64_t)1 << r;
+        result = PyLong_FromUnsignedLongLong(mask);
+    } else {
+        result = PyList_New(0);
+        for (uint32_t r = 0; r < p->rules && result != NULL && any; r++) {
+            if (!hit[r]) continue;
+            PyObject *index = PyLong_FromUnsignedLong(r);
+            if (index == NULL || PyList_Append(result, index) < 0) Py_CLEAR(result);
+            Py_XDECREF(index);
+        }
+    }
+done:
+    if (hit != hits_local) PyMem_Free(hit);
+    if (h.buf != local) PyMem_Free(h.buf);
+    PyMem_Free(h.pairs);
+    PyBuffer_Release(&head);
+    return result;
+}
+
+static PyObject *dispatch(PyObject *args, int mode) {
+    if (PyTuple_GET_SIZE(args) == 2 && PyObject_TypeCheck(PyTuple_GET_ITEM(args, 0), &ProgramType))
+        return check_program((Program *)PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1), mode);
+    return check(args, mode);
+}
+
 static PyObject *possible(PyObject *self, PyObject *args) {
     (void)self;
-    return check(args, FIRST);
+    return dispatch(args, FIRST);
 }
 
 static PyObject *which(PyObject *self, PyObject *args) {
     (void)self;
-    return check(args, MASK);
+    return dispatch(args, MASK);
 }
 
 static PyObject *matching(PyObject *self, PyObject *args) {
     (void)self;
-    return check(args, LIST);
+    return dispatch(args, LIST);
 }
 
 static PyMethodDef methods[] = {
@@ -206,4 +509,15 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_magic_native", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__magic_native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__magic_native(void) {
+    if (PyType_Ready(&ProgramType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ProgramType);
+    if (PyModule_AddObject(m, "Program", (PyObject *)&ProgramType) < 0) {
+        Py_DECREF(&ProgramType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -40,10 +40,10 @@ from .magic_subset import (
     TYPE_USE,
     Condition,
     analyse,
+    compiled,
     entry_condition,
     is_text,
     open_copy,
-    pack,
     room_for,
     rule_groups,
     rule_name,
@@ -140,7 +140,7 @@ class BinaryMagic:
     def __init__(self, subset: BinarySubset, check: Any, matching: Any,
                  build_after: int = BUILD_AFTER, max_copies: int = MAX_COPIES) -> None:  # fmt: skip
         self.subset, self._check, self._matching = subset, check, matching
-        self.program, self.guard_program = pack(subset.candidates), pack(subset.guards)
+        self.program, self.guard_program = compiled(subset.candidates), compiled(subset.guards)
         self.build_after, self.max_copies = build_after, max_copies
         self.copies: dict[tuple[int, ...], Any] = {}
         self._seen: dict[tuple[int, ...], int] = {}
