@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .magic_cache import conditions_from, kept, literal_rows
 from .magic_subset import (
     BINTEST,
     RECORD,
@@ -134,6 +135,23 @@ def build(mgc: bytes) -> BinarySubset:
     return BinarySubset(mgc, tuple(groups), named, tuple(candidates), tuple(guards))
 
 
+def _encode(subset: BinarySubset) -> list[Any]:
+    groups = [[g.candidate, g.start, g.end, sorted(g.names)] for g in subset.groups]
+    return [groups, subset.named, literal_rows(subset.candidates), literal_rows(subset.guards)]
+
+
+def _decode(value: list[Any], mgc: bytes) -> BinarySubset:
+    groups, named, candidates, guards = value
+    return BinarySubset(
+        mgc,
+        tuple(Group(int(c), int(s), int(e), frozenset(int(n) for n in names))
+              for c, s, e, names in groups),
+        tuple((int(a), int(b)) for a, b in named),
+        conditions_from(candidates),
+        conditions_from(guards),
+    )  # fmt: skip
+
+
 class BinaryMagic:
     """Copies of libmagic's database for the sets of binary rules heads may match."""
 
@@ -205,7 +223,7 @@ def load() -> tuple[BinaryMagic | None, str]:
     from . import _magic_native
 
     try:
-        subset = build(mgc)
+        subset = kept("binary", mgc, build, _encode, _decode)
     except ValueError as exc:
         return None, f"off: {exc}"
     typer = BinaryMagic(subset, _magic_native.possible, _magic_native.matching)

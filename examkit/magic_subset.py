@@ -60,6 +60,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .magic_cache import conditions_from, kept, literal_rows
+
 RECORD = 376  # sizeof(struct magic) in databases of format 18 (file 5.4x)
 MAGIC_NUMBER = 0xF11E041C
 FORMAT = 18
@@ -520,6 +522,19 @@ def build(mgc: bytes) -> Subset:
                   left_out, kept, frozenset(guards))  # fmt: skip
 
 
+def _encode(subset: Subset) -> list[Any]:
+    conditions, keyed = literal_rows(subset.conditions), literal_rows(subset.keyed)
+    return [subset.chunks, subset.n0, conditions, keyed, subset.left_out, subset.kept,
+            sorted(subset.guards)]  # fmt: skip
+
+
+def _decode(value: list[Any], mgc: bytes) -> Subset:
+    chunks, n0, conditions, keyed, left_out, kept_, guards = value
+    return Subset(tuple((int(k), int(a), int(b)) for k, a, b in chunks), mgc, int(n0),
+                  conditions_from(conditions), conditions_from(keyed), int(left_out),
+                  int(kept_), frozenset(int(g) for g in guards))  # fmt: skip
+
+
 def is_text(head: bytes) -> bool:
     """Whether every byte of a head is ASCII text to libmagic."""
     return bool(head) and not head.translate(None, TEXT_BYTES)
@@ -805,7 +820,7 @@ def load() -> tuple[TextMagic | None, str]:
     from . import _magic_native
 
     try:
-        subset = build(mgc)
+        subset = kept("text", mgc, build, _encode, _decode)
     except ValueError as exc:
         return None, f"off: {exc}"
     full = magic.Magic(mime=True)

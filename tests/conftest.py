@@ -22,11 +22,19 @@ FIXTURES = ROOT / "tests" / "fixtures" / "images"
 HASHSET_FIXTURES = ROOT / "tests" / "fixtures" / "hashsets"
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("examkit-cache")
+
+
 @pytest.fixture(autouse=True)
-def _own_hashset_library(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
-    """Every test gets an empty hash-set library (the examiner's real one is never touched)
-    and no user config file."""
+def _own_hashset_library(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any, _session_cache: Path
+) -> None:
+    """Every test gets an empty hash-set library (the examiner's real one is never touched),
+    no user config file, and the suite's own cache folder (examkit.magic_cache)."""
     monkeypatch.setenv("EXAMKIT_HASHSETS", str(tmp_path_factory.mktemp("hashset-library")))
+    monkeypatch.setenv("EXAMKIT_CACHE", str(_session_cache))
     monkeypatch.delenv("EXAMKIT_CONFIG", raising=False)
     for name in ("EXAMKIT_WORKERS", "EXAMKIT_CLUSTER", "EXAMKIT_EXAMINER"):
         monkeypatch.delenv(name, raising=False)
