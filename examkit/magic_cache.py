@@ -35,9 +35,9 @@ _READERS = ("magic_subset.py", "magic_binary.py", "magic_cache.py")
 
 def cache_folder() -> Path | None:
     """Where the files are kept, or None when keeping is off."""
-    chosen = os.environ.get("EXAMKIT_CACHE")
-    if chosen is not None:
-        return None if chosen.strip().lower() in ("off", "") else Path(chosen)
+    chosen = os.environ.get("EXAMKIT_CACHE", "").strip()  # empty counts as unset
+    if chosen:
+        return None if chosen.lower() == "off" else Path(chosen)
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("examkit")) / "magic"
