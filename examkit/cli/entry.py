@@ -105,6 +105,9 @@ def _main(args: list[str]) -> int:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the program is still loading
         error_line("interrupted", "nothing was started; run the command again")
         return 130
+    # The modules just loaded live as long as the process: kept out of the collector's
+    # full passes, which would otherwise walk them again and again during a long command.
+    gc.freeze()
     return full_main(args)
 
 
