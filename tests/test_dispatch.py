@@ -4,6 +4,7 @@ far, each once, and the results equal a scan that hashed after the listing ended
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sqlite3
 import threading
@@ -295,3 +296,45 @@ def test_listing_commits_its_first_entries_and_large_streams_at_once(
     entries = (_entry(i, plan.LARGE_STREAM) for i in range(1000))
     plan._insert_entries(case, "E1", 1, 1, entries, None)  # type: ignore[arg-type]
     assert case.batches == [first, 1000 - first]
+
+
+def test_results_are_written_whole_whichever_statement_writes_them(relisted: Any) -> None:
+    """Plain results (the three digests, no image) go through the shorter UPDATE; results
+    with an image or another hasher's digest through the full one. Each row gets exactly
+    its own values, the others keep what the listing wrote (NULL)."""
+    from examkit.perceptual import ImageResult
+
+    _image, work, _expected = relisted
+    ids = [r[0] for r in query(work, "SELECT file_id FROM files WHERE status = 'pending'")][:4]
+    digests = {"md5": "1" * 32, "sha1": "2" * 40, "sha256": "3" * 64}
+    pdq = ("f" * 64, 88)
+    image = ImageResult("ok", None, {"pdq": pdq, "phash": ("a" * 16, None),
+                                     "dhash": ("b" * 16, None)}, 640, 480)  # fmt: skip
+    results = [
+        StreamResult(ids[0], OK, 10, digests, "text/plain", 0),
+        StreamResult(ids[1], OK, 20, digests, "image/jpeg", 0, None, image),
+        StreamResult(ids[2], OK, 30, {**digests, "crc32": "cafe0001"}, "text/plain"),
+        StreamResult(ids[3], "error", 5, {}, None, None, "OSError: cut short"),
+    ]
+    run_id = query(work, "SELECT max(run_id) FROM runs")[0][0]
+    with Case.open(work) as case, case.transaction() as conn:  # as the listing left them
+        conn.execute("UPDATE files SET digests = NULL, pdq = NULL, pdq_quality = NULL,"
+                     " phash = NULL, dhash = NULL, image_status = NULL, image_width = NULL,"
+                     " image_height = NULL, error = NULL")  # fmt: skip
+    with Case.open(work) as case:
+        dispatch.write_results(case, run_id, results, Matcher([]))
+    cols = ("file_id, status, bytes_read, md5, sha1, sha256, mime, extension_mismatch, error,"
+            " run_id, digests, pdq, pdq_quality, phash, dhash, image_status, image_width,"
+            " image_height")  # fmt: skip
+    rows = {r[0]: r[1:] for r in query(work, f"SELECT {cols} FROM files WHERE file_id IN"
+                                             f" ({','.join(map(str, ids))})")}  # fmt: skip
+    d = ("1" * 32, "2" * 40, "3" * 64)
+    none_image = (None,) * 7
+    assert rows[ids[0]] == ("ok", 10, *d, "text/plain", 0, None, run_id, None, *none_image)
+    assert rows[ids[1]] == ("ok", 20, *d, "image/jpeg", 0, None, run_id, None, "f" * 64, 88,
+                            "a" * 16, "b" * 16, "ok", 640, 480)  # fmt: skip
+    assert rows[ids[2]][:9] == ("ok", 30, *d, "text/plain", None, None, run_id)
+    assert json.loads(rows[ids[2]][9]) == {"crc32": "cafe0001"}
+    assert rows[ids[2]][10:] == none_image
+    assert rows[ids[3]] == ("error", 5, None, None, None, None, None, "OSError: cut short",
+                            run_id, None, *none_image)  # fmt: skip
