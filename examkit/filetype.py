@@ -9,7 +9,7 @@ from typing import Any
 
 from . import magic_binary
 from .magic_binary import BinaryMagic
-from .magic_subset import TextMagic, compiled_database, load, unavailable
+from .magic_subset import TextMagic, compiled_database, is_text, load, unavailable
 
 # MIME types that say nothing specific about the content: no mismatch is
 # claimed for them.
@@ -144,12 +144,13 @@ def detect_mime(head: bytes) -> str | None:
 
 @lru_cache(maxsize=HEAD_CACHE)
 def _mime_of_head(head: bytes) -> str | None:
-    text = _text_magic()[0]
+    text, ascii_text = _text_magic()[0], is_text(head)
     try:
-        copy = text.copy_for(head) if text is not None else None  # ASCII text
-        if copy is None:
+        if ascii_text:
+            copy = text.copy_for(head, True) if text is not None else None
+        else:  # other heads
             binary = _binary_magic()[0]
-            copy = binary.handle(head) if binary is not None else None  # other heads
+            copy = binary.handle(head, False) if binary is not None else None
         mime = (copy if copy is not None else _magic()).from_buffer(head)  # the full answer
     except Exception:
         return None

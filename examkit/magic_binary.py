@@ -171,10 +171,11 @@ class BinaryMagic:
             return None
         return tuple(self._matching(self.program, head))
 
-    def handle(self, head: bytes) -> Any | None:
+    def handle(self, head: bytes, ascii_text: bool | None = None) -> Any | None:
         """The copy that gives the full database's answer for a non-ASCII ``head``, or None
-        (no copy for its set yet: the full database types it)."""
-        if not head or is_text(head):
+        (no copy for its set yet: the full database types it). ``ascii_text``: what
+        ``is_text(head)`` gave, if the caller knows it."""
+        if not head or (is_text(head) if ascii_text is None else ascii_text):
             return None
         key = self.key(head)
         if key is None:

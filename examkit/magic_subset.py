@@ -670,11 +670,12 @@ class TextMagic:
         """The type of a covered head, from a copy holding every keyed rule it may match."""
         return str(self._copy(self.key(head)).from_buffer(head))
 
-    def copy_for(self, head: bytes) -> Any | None:
+    def copy_for(self, head: bytes, ascii_text: bool | None = None) -> Any | None:
         """A copy that gives the full database's answer for ``head``, or None. A covered head:
         a keyed copy. Another ASCII head: the wide copy, if it holds every left-out rule the
-        head may match and none of them reaches an indirect test."""
-        if not is_text(head):
+        head may match and none of them reaches an indirect test. ``ascii_text``: what
+        ``is_text(head)`` gave, if the caller knows it."""
+        if not (is_text(head) if ascii_text is None else ascii_text):
             return None
         if self._matching is None:
             return self._copy(self.key(head)) if self.covers(head) else None
