@@ -55,30 +55,66 @@ static int pairs_present(const uint8_t *pairs, const unsigned char *lit, Py_ssiz
  * both made on first need (a program of literals at fixed offsets needs neither). */
 typedef struct {
     const unsigned char *src;
-    unsigned char *buf;
-    uint8_t *pairs;
+    const unsigned char *buf;
+    const uint8_t *pairs;
     Py_ssize_t n;
     int ready, failed;
+    unsigned char *own_buf; /* a head too long for the kept one: its own, freed after */
+    uint8_t *own_pairs;
 } Head;
 
 static inline unsigned char fold(unsigned char c) {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
+/* The last head prepared, kept: each head is checked by two programs in a row (the binary
+ * guards, then the candidates; the ASCII check, then the keyed rules), and the second call
+ * finds its folded copy and pair table made. Reused only for the very same bytes; every
+ * call holds the GIL, so one at a time. */
+enum { KEPT_MAX = 8192, PAIR_BYTES = 8192 /* one bit per byte pair */ };
+static unsigned char kept_src[KEPT_MAX], kept_buf[KEPT_MAX];
+static uint8_t kept_pairs[PAIR_BYTES];
+static Py_ssize_t kept_n = -1;
+
+static void fold_and_pair(const unsigned char *src, Py_ssize_t n, unsigned char *buf,
+                          uint8_t *pairs) {
+    for (Py_ssize_t i = 0; i < n; i++) buf[i] = fold(src[i]);
+    for (Py_ssize_t i = 0; i + 1 < n; i++) {
+        unsigned idx = ((unsigned)buf[i] << 8) | buf[i + 1];
+        pairs[idx >> 3] |= (uint8_t)(1u << (idx & 7));
+    }
+}
+
 static int prepare(Head *h) {
     if (h->ready) return !h->failed;
     h->ready = 1;
-    if (h->pairs == NULL) h->pairs = PyMem_Calloc(8192, 1); /* one bit per byte pair */
-    if (h->buf == NULL || h->pairs == NULL) {
+    if (h->n <= KEPT_MAX) {
+        if (h->n != kept_n || memcmp(h->src, kept_src, (size_t)h->n) != 0) {
+            kept_n = -1; /* (never left half made) */
+            memset(kept_pairs, 0, sizeof kept_pairs);
+            fold_and_pair(h->src, h->n, kept_buf, kept_pairs);
+            memcpy(kept_src, h->src, (size_t)h->n);
+            kept_n = h->n;
+        }
+        h->buf = kept_buf;
+        h->pairs = kept_pairs;
+        return 1;
+    }
+    h->own_buf = PyMem_Malloc((size_t)h->n);
+    h->own_pairs = PyMem_Calloc(PAIR_BYTES, 1);
+    if (h->own_buf == NULL || h->own_pairs == NULL) {
         h->failed = 1;
         return 0;
     }
-    for (Py_ssize_t i = 0; i < h->n; i++) h->buf[i] = fold(h->src[i]);
-    for (Py_ssize_t i = 0; i + 1 < h->n; i++) {
-        unsigned idx = ((unsigned)h->buf[i] << 8) | h->buf[i + 1];
-        h->pairs[idx >> 3] |= (uint8_t)(1u << (idx & 7));
-    }
+    fold_and_pair(h->src, h->n, h->own_buf, h->own_pairs);
+    h->buf = h->own_buf;
+    h->pairs = h->own_pairs;
     return 1;
+}
+
+static void release(Head *h) {
+    PyMem_Free(h->own_buf);
+    PyMem_Free(h->own_pairs);
 }
 
 /* 1 if found, 0 if not, -1 if the head could not be prepared (no memory). */
@@ -168,13 +204,9 @@ static PyObject *check(PyObject *args, int mode) {
         PyBuffer_Release(&head);
         return NULL;
     }
-    Py_ssize_t n = head.len;
-    unsigned char local[8192];
-    Head h = {head.buf, n <= (Py_ssize_t)sizeof local ? local : PyMem_Malloc((size_t)n),
-              NULL /* the pair table: made on first need */, n, 0, 0};
+    Head h = {head.buf, NULL, NULL, head.len, 0, 0, NULL, NULL};
     int64_t result = scan(&prog, &h, mode, hits);
-    if (h.buf != local) PyMem_Free(h.buf);
-    PyMem_Free(h.pairs);
+    release(&h);
     PyBuffer_Release(&prog);
     PyBuffer_Release(&head);
     if (result < 0) {
@@ -423,10 +455,8 @@ static PyObject *check_program(Program *p, PyObject *head_obj, int mode) {
     }
     if (PyObject_GetBuffer(head_obj, &head, PyBUF_SIMPLE) < 0) return NULL;
     Py_ssize_t n = head.len;
-    unsigned char local[8192];
     uint8_t hits_local[4096];
-    Head h = {head.buf, n <= (Py_ssize_t)sizeof local ? local : PyMem_Malloc((size_t)n),
-              NULL, n, 0, 0};
+    Head h = {head.buf, NULL, NULL, n, 0, 0, NULL, NULL};
     uint8_t *hit = p->rules <= sizeof hits_local ? hits_local : PyMem_Malloc(p->rules);
     PyObject *result = NULL;
     if (hit == NULL) {
@@ -470,8 +500,7 @@ static PyObject *check_program(Program *p, PyObject *head_obj, int mode) {
     }
 done:
     if (hit != hits_local) PyMem_Free(hit);
-    if (h.buf != local) PyMem_Free(h.buf);
-    PyMem_Free(h.pairs);
+    release(&h);
     PyBuffer_Release(&head);
     return result;
 }

@@ -97,3 +97,20 @@ def test_a_malformed_program_is_refused() -> None:
     with pytest.raises(ValueError):
         native.which(many, b"a")
     assert len(native.matching(many, b"a")) == 63
+
+
+def test_the_kept_head_is_reused_only_for_the_same_bytes() -> None:
+    """A head's folded copy and pair table are kept for the next call: heads of the same
+    length that differ late, and heads longer than what is kept, still get their own."""
+    program = native.Program(pack([((Literal(ANYWHERE, 0, b"needle"),),),
+                                   ((Literal(LINE_START, 0, b"noodle"),),)]))  # fmt: skip
+    for size in (100, 8192 - 7, 9000):
+        pad = b"x" * (size - 7)
+        with_needle, with_noodle = pad + b"\nneedle", pad + b"\nnoodle"
+        for _ in range(2):  # each head twice in a row, then the other
+            assert native.matching(program, with_needle) == [0]
+            assert native.matching(program, with_needle) == [0]
+            assert native.matching(program, with_noodle) == [1]
+            assert native.possible(program, with_noodle)
+            assert native.matching(program, pad + b"\nNEEDLE") == [0]
+            assert native.matching(program, pad + b"\nneedlE"[:-1] + b"x") == []
