@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -94,7 +95,21 @@ def kept(
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        _prune(folder, kind, path)
     return value
+
+
+STALE_SECONDS = 30 * 86400  # another version's file unread this long is removed
+
+
+def _prune(folder: Path, kind: str, current: Path) -> None:
+    """Remove the files of other databases or readers (an upgrade leaves the old one) not
+    used for ``STALE_SECONDS``; a file in use by another installation is kept."""
+    cutoff = time.time() - STALE_SECONDS
+    for other in folder.glob(f"{kind}-*.json"):
+        with contextlib.suppress(OSError):
+            if other != current and max(other.stat().st_atime, other.stat().st_mtime) < cutoff:
+                other.unlink()
 
 
 def literal_rows(conditions: Any) -> list[Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,22 @@ def test_loaded_typers_come_from_the_kept_files(tmp_path: Path, monkeypatch: Any
     assert text2 is not None and binary2 is not None
     assert (why2, why_binary2) == (why, why_binary)
     assert text2.subset == text.subset and binary2.subset == binary.subset
+
+
+def test_files_left_by_an_upgrade_are_removed_once_stale(mgc: bytes, tmp_path: Path,
+                                                         monkeypatch: Any) -> None:  # fmt: skip
+    monkeypatch.setenv("EXAMKIT_CACHE", str(tmp_path))
+    kind, build, encode, decode = KINDS[0]
+    old, recent, other_kind = (tmp_path / "text-old.json", tmp_path / "text-recent.json",
+                               tmp_path / "binary-old.json")  # fmt: skip
+    for path in (old, recent, other_kind):
+        path.write_text("{}")
+    long_ago = time.time() - magic_cache.STALE_SECONDS - 86400
+    for path in (old, other_kind):
+        os.utime(path, (long_ago, long_ago))
+    magic_cache.kept(kind, mgc, build, encode, decode)  # written: the others are looked at
+    assert not old.exists() and recent.exists() and other_kind.exists()
+    (current,) = [p for p in tmp_path.glob("text-*.json") if p != recent]
+    os.utime(current, (long_ago, long_ago))
+    magic_cache.kept(kind, mgc, build, encode, decode)  # loaded, not written: nothing removed
+    assert current.exists() and recent.exists()
