@@ -108,7 +108,8 @@ def _prune(folder: Path, kind: str, current: Path) -> None:
     cutoff = time.time() - STALE_SECONDS
     for other in folder.glob(f"{kind}-*.json"):
         with contextlib.suppress(OSError):
-            if other != current and max(other.stat().st_atime, other.stat().st_mtime) < cutoff:
+            info = other.stat()
+            if other != current and max(info.st_atime, info.st_mtime) < cutoff:
                 other.unlink()
 
 

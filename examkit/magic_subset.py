@@ -580,13 +580,10 @@ def pack(conditions: Sequence[Condition]) -> bytes:
 def compiled(conditions: Sequence[Condition]) -> Any:
     """The conditions as the compiled check takes them: packed, then read once into its
     index (``_magic_native.Program``: a binary head is checked in ~11 microseconds instead
-    of ~61); the packed bytes, with the same answers, from a build without it."""
-    packed = pack(conditions)
-    try:
-        from ._magic_native import Program
-    except ImportError:
-        return packed
-    return Program(packed)
+    of ~61). Only called where ``_magic_native`` is built (``unavailable()``)."""
+    from ._magic_native import Program
+
+    return Program(pack(conditions))
 
 
 # Heads the copy must type as the full database does before it is used (one per kind of
