@@ -3,8 +3,9 @@
 A head that is not ASCII text is typed by libmagic's binary pass (and, if it reads as
 text in another encoding, by its text rules on the converted bytes). Of the ~3,500
 top-level rules, ~2,900 are binary-only tests whose condition can be read (a literal or
-an integer value at a fixed offset: ``examkit.magic_subset.entry_condition``); a given
-head can satisfy only a handful of them. This module keeps, for each set of those rules
+an integer value at a fixed offset: ``examkit.magic_subset.entry_condition``; for a quiet
+one, with one of its continuations': ``rule_condition``); a given head can satisfy only a
+handful of them. This module keeps, for each set of those rules
 a head may match (its *key*, from the compiled ``matching``), a copy of the database
 without the others:
 
@@ -46,6 +47,7 @@ from .magic_subset import (
     is_text,
     open_copy,
     room_for,
+    rule_condition,
     rule_groups,
     rule_name,
     usable_database,
@@ -87,6 +89,14 @@ class BinarySubset:
         return bytes(header) + first + second
 
 
+def _one_byte(condition: Condition) -> bool:
+    """Whether one given byte satisfies the condition. A random head's first byte meets one
+    such rule in ~256: as candidates they split heads into many sets, each needing a copy
+    of its own (or the full database), so they are kept in every copy instead (~30 rules,
+    a few microseconds a head)."""
+    return any(sum(len(lit.data) for lit in clause) <= 1 for clause in condition)
+
+
 def build(mgc: bytes) -> BinarySubset:
     """The binary subset of a compiled database; ValueError if it cannot be made safely."""
     entries, n0, n1, indirect = analyse(mgc)
@@ -117,13 +127,17 @@ def build(mgc: bytes) -> BinarySubset:
     for i, j in rule_groups(entries, 0, n0):
         entry = entries[i]
         bits = entry.flag & (BINTEST | TEXTTEST)
-        condition = entry_condition(entry) if bits == BINTEST else None
+        condition = None
+        if bits == BINTEST:  # a guard's own condition; a candidate's may need a continuation
+            condition = entry_condition(entry) if i in indirect else rule_condition(entries, i, j)
         candidate = -1
         if i in indirect:
             if bits != BINTEST or condition is None:
                 raise ValueError(f"rule {i} reaches an indirect test and has no binary condition")
             guards.append(condition)
-        elif condition is not None:
+        elif condition == ():  # can never match: in no copy
+            continue
+        elif condition is not None and not _one_byte(condition):
             candidate = len(candidates)
             candidates.append(condition)
         called = uses(i, j)

@@ -20,6 +20,11 @@ of head, plus the condition (the rules' literals) under which that showing holds
   compares sign-extended values, and a head too short for the type never matches); and
   an unsigned ``<`` of at most 256 needs zero bytes above the lowest. Most such values
   hold a byte that text never has;
+- a rule whose top-level test is *quiet* (no description, MIME type, Apple type or
+  extensions of its own: matching it changes nothing unless a continuation matches too)
+  and only compares needs, besides its own literals, those of one of its first-level
+  continuations, when each of them has literals to read (anywhere in the head when its
+  offset is relative) (``rule_condition``);
 - a rule whose literals hold a byte that an eligible head never has is left out with
   no check; the others are checked on every head (``possible``), and one that *may*
   match sends the head to the full database.
@@ -29,9 +34,10 @@ left-out rules such heads most often may match, when it holds every one this hea
 match (``TextMagic.copy_for``): the same argument, with those rules put back.
 
 The rules kept because their literals are too short (in most text) cost most of the
-copy's time. The weak ``search``/``regex`` ones are *keyed*: ``which`` gives the set of
-them that may match a head, and a further copy without the rest types it (``TextMagic``
-makes copies for the sets it sees most, and uses one holding every rule of the set).
+copy's time. The weak ``search``/``regex`` ones are *keyed* (then, while bits are left,
+quiet rules whose continuations were read): ``which`` gives the set of them that may
+match a head, and a further copy without the rest types it (``TextMagic`` makes copies
+for the sets it sees most, and uses one holding every rule of the set).
 
 An ``indirect`` test runs the first set of rules again on the head's bytes from its
 offset, where the left-out rules' literals were not looked for. A kept rule that reaches
@@ -48,6 +54,7 @@ set exactly as the full database does before it is used.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -82,6 +89,7 @@ _INTEGERS: dict[int, tuple[int, typing.Literal["little", "big"]]] = {
     11: (4, "little"),  # lelong
 }
 _BINTEST, _TEXTTEST, _UNSIGNED = 0x20, 0x40, 0x08
+_ANNOTATIONS = (160, 224, 304, 312)  # first bytes of desc, mimetype, apple and ext
 BINTEST, TEXTTEST = _BINTEST, _TEXTTEST  # the pass a top-level rule is tried in
 TYPE_NAME, TYPE_USE = 45, 46  # a named rule; a call of one
 _W_COMPACT, _W_OPTIONAL, _TRIM = 0x1, 0x2, 0x2000
@@ -127,6 +135,7 @@ class Entry:
     value: bytes
     mask_op: int = 0
     mask: int = 0  # integer types: mask applied before comparing (0: none)
+    quiet: bool = False  # no description, MIME type, Apple type or extensions of its own
 
 
 def parse(mgc: bytes) -> tuple[list[Entry], int, int]:
@@ -150,7 +159,9 @@ def parse(mgc: bytes) -> tuple[list[Entry], int, int]:
             value = mgc[base + 32 : base + 40]  # value.q, in this machine's order
         else:
             value = mgc[base + 32 : base + 32 + min(vallen, 128)]
-        entries.append(Entry(i, cont, flag, reln, typ, offset, str_flags, value, mask_op, mask))
+        quiet = not any(mgc[base + at] for at in _ANNOTATIONS)
+        entries.append(Entry(i, cont, flag, reln, typ, offset, str_flags, value, mask_op, mask,
+                             quiet))  # fmt: skip
     return entries, n0, n1
 
 
@@ -371,6 +382,66 @@ def entry_condition(entry: Entry) -> Condition | None:
     return None
 
 
+# Tests that only compare (no call, no indirection, no default): a quiet one that matches
+# has no effect of its own.
+_PLAIN_TYPES = frozenset({*_INTEGERS, _TYPE_STRING, _TYPE_REGEX, _TYPE_SEARCH})
+_MAX_CLAUSES = 64
+
+
+def continuation_condition(entry: Entry) -> Condition | None:
+    """Literals a continuation's test needs in the head: at its offset when that is fixed,
+    anywhere when it is relative or indirect; None when not read."""
+    if entry.type not in _PLAIN_TYPES:
+        return None
+    fixed = not entry.flag & ~(_BINTEST | _TEXTTEST | _UNSIGNED) and entry.offset >= 0
+    flat = dataclasses.replace(entry, cont_level=0, offset=entry.offset if fixed else 0,
+                               flag=(entry.flag & _UNSIGNED) | _BINTEST | _TEXTTEST)  # fmt: skip
+    condition = entry_condition(flat)
+    if condition is None or fixed:
+        return condition
+    return tuple(tuple(Literal(ANYWHERE, 0, lit.data) for lit in clause) for clause in condition)
+
+
+def rule_condition(entries: Sequence[Entry], start: int, end: int) -> Condition | None:
+    """What the rule ``entries[start:end]`` needs to have any effect on the answer.
+
+    A quiet top-level test (nothing of its own to print: no description, MIME type, Apple
+    type or extensions) that matches changes nothing unless one of its first-level
+    continuations matches too (deeper ones are tried only under those). When it only
+    compares and each of those continuations has a readable condition, that is its own
+    condition (if any) and one of theirs; otherwise its own (``entry_condition``)."""
+    first, top = entries[start], entry_condition(entries[start])
+    if first.cont_level or not first.quiet or first.type not in _PLAIN_TYPES:
+        return top
+    firsts = [continuation_condition(e) for e in entries[start + 1 : end] if e.cont_level == 1]
+    if not firsts:
+        return top
+    either: list[tuple[Literal, ...]] = []
+    for condition in firsts:
+        if condition is None:
+            return top
+        either.extend(condition)
+    combined = [c for t in (top or ((),)) for o in either if _consistent(c := (*t, *o))]
+    return tuple(combined) if len(combined) <= _MAX_CLAUSES else top  # (): never
+
+
+def _consistent(clause: tuple[Literal, ...]) -> bool:
+    """Whether one head can hold every literal of a clause: those at fixed offsets must
+    agree where they overlap (``0 string G9B`` and ``>1 uleshort 11`` never do)."""
+    at: dict[int, int] = {}
+    for lit in clause:
+        if lit.mode == AT_OFFSET:
+            for k, byte in enumerate(lit.data, lit.offset):
+                if at.setdefault(k, byte) != byte:
+                    return False
+    return True
+
+
+def _in_text(condition: Condition) -> Condition:
+    """The clauses of a condition that an ASCII head can satisfy."""
+    return tuple(c for c in condition if not any(map(_never_in_text, c)))
+
+
 def _never_in_text(literal: Literal) -> bool:
     return bool(literal.data.translate(None, TEXT_BYTES))
 
@@ -483,41 +554,40 @@ def build(mgc: bytes) -> Subset:
     entries, n0, _n1, indirect = analyse(mgc)
     chunks: list[tuple[int, int, int]] = []
     conditions: list[Condition] = []
-    keyed: list[Condition] = []
+    keyable: list[tuple[int, int, Condition]] = []  # (rank, chunk, condition)
     guards: set[int] = set()
     left_out = kept = 0
-    i = 0
-    while i < n0:
-        j = i + 1
-        while j < n0 and entries[j].cont_level > 0:
-            j += 1
-        condition = entry_condition(entries[i])
-        key = -1
+    for i, j in rule_groups(entries, 0, n0):
+        top = entry_condition(entries[i])
+        condition = top if i in indirect else rule_condition(entries, i, j)
+        records = (RECORD * (i + 1), RECORD * (j + 1))
         if condition is not None:
-            possible = tuple(c for c in condition if not any(map(_never_in_text, c)))
+            possible = _in_text(condition)
             if not possible:
                 left_out += 1
-                i = j
                 continue
-            if not _weak(possible):
+            if top is not None and not _weak(_in_text(top)):  # strong: checked, left out
                 if i in indirect:  # never in a wide copy either
                     guards.add(len(conditions))
-                chunks.append((-2 - len(conditions), RECORD * (i + 1), RECORD * (j + 1)))
+                chunks.append((-2 - len(conditions), *records))
                 conditions.append(possible)
                 left_out += 1
-                i = j
                 continue
             if i in indirect:  # kept, but where it may match the full database types
                 guards.add(len(conditions))
                 conditions.append(possible)
-            elif entries[i].type in _KEYED_TYPES and len(keyed) < MAX_KEYED:
-                key = len(keyed)
-                keyed.append(possible)
+            elif entries[i].type in _KEYED_TYPES:  # weak searches: the costliest first
+                keyable.append((0, len(chunks), possible))
+            elif condition != top:  # a quiet test whose continuations are read
+                keyable.append((1, len(chunks), possible))
         elif i in indirect:
             raise ValueError(f"rule {i} reaches an indirect test and has no condition to check")
-        chunks.append((key, RECORD * (i + 1), RECORD * (j + 1)))
+        chunks.append((-1, *records))
         kept += 1
-        i = j
+    keyed: list[Condition] = []
+    for _rank, at, possible in sorted(keyable, key=lambda k: k[:2])[:MAX_KEYED]:
+        chunks[at] = (len(keyed), *chunks[at][1:])
+        keyed.append(possible)
     return Subset(tuple(chunks), mgc, n0, tuple(conditions), tuple(keyed),
                   left_out, kept, frozenset(guards))  # fmt: skip
 

@@ -138,6 +138,50 @@ def test_each_rule_left_out_is_in_the_key_of_a_head_holding_it(
     assert typed >= len(sampled) // 2
 
 
+def test_rules_one_byte_meets_are_in_every_copy(
+    loaded: magic_binary.BinaryMagic, full: magic.Magic
+) -> None:
+    """A rule one given byte satisfies is no candidate (kept in every copy): random heads
+    differing only in their first byte fall into a few sets, not one per byte met."""
+    for condition in loaded.subset.candidates:
+        assert all(sum(len(lit.data) for lit in clause) > 1 for clause in condition)
+    rng = random.Random(3)
+    tail = bytes(rng.randrange(256) for _ in range(2000))
+    heads = [bytes([first]) + tail for first in range(256)]
+    keys = {loaded.key(head) for head in heads}
+    assert len(keys) <= 10  # 28 when such rules were candidates
+    every = magic_binary.BinaryMagic(loaded.subset, native.possible, native.matching, 1, 64)
+    for head in heads:
+        copy = every.handle(head)
+        if copy is not None:
+            assert copy.from_buffer(head) == full.from_buffer(head), head[:8]
+
+
+_NEVER_RULES = (  # the continuation needs other bytes where the top-level test read G9B
+    "0\tstring/b\tG9B\n>1\tuleshort\t11\tnever printed\n!:mime\tapplication/x-never\n"
+    "0\tstring/b\tG9A\n>3\tuleshort\t11\tprinted\n!:mime\tapplication/x-printed\n"
+)
+
+
+def test_a_rule_that_can_never_match_is_in_no_copy(tmp_path: Path) -> None:
+    compiled = compile_magic(tmp_path, "never", _NEVER_RULES).read_bytes()
+    entries, n0, _n1 = magic_subset.parse(compiled)
+    conditions = {entries[i].value[:3]: magic_subset.rule_condition(entries, i, j)
+                  for i, j in magic_subset.rule_groups(entries, 0, n0)}  # fmt: skip
+    assert conditions[b"G9B"] == ()
+    assert conditions[b"G9A"] == (
+        (Literal(AT_OFFSET, 0, b"g9a"), Literal(AT_OFFSET, 3, b"\x0b\x00")),
+    )
+    subset = magic_binary.build(compiled)
+    assert len(subset.groups) == 1 and len(subset.candidates) == 1
+    full = magic.Magic(mime=True, magic_file=str(tmp_path / "never.mgc"))
+    typer = magic_binary.BinaryMagic(subset, native.possible, native.matching, 1)
+    for head in (b"G9B\x0b\x00\x00\x01", b"G9A\x0b\x00\x00\x01", b"G9A\x0c\x00\x00\x01"):
+        copy = typer.handle(head)
+        assert copy is not None and copy.from_buffer(head) == full.from_buffer(head)
+    assert full.from_buffer(b"G9A\x0b\x00\x00\x01") == "application/x-printed"
+
+
 def test_compiled_matching_equals_the_python_one(loaded: magic_binary.BinaryMagic) -> None:
     candidates = loaded.subset.candidates
     rng = random.Random(9)

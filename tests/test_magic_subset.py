@@ -388,6 +388,59 @@ def test_a_kept_rule_reaching_an_indirect_test_is_checked(tmp_path: Path) -> Non
     assert typer.from_buffer(b"QX MNOPQ words\n") == full.from_buffer(b"QX MNOPQ words\n")
 
 
+_QUIET_RULES = (  # top-level tests with nothing of their own to print
+    "0\tsearch/4096\tzork\n>0\tregex\t\\^zork[\\ ]+frobnitz\tzork text\n!:mime\ttext/x-zork\n"
+    "0\tsearch/4096\tgrue\tgrue text\n!:mime\ttext/x-grue\n"
+    "0\tsearch/4096\tplug\n>&0\tstring\t\\ xyzzy\tmagic words\n!:mime\ttext/x-magic\n"
+    "0\tstring\tQQ\n>4\tbelong\t0x00010203\tbinary inside\n!:mime\ttext/x-never\n"
+    "0\tsearch/4096\tbork\n>0\tdefault\tx\tbork default\n!:mime\ttext/x-bork\n"
+)
+
+
+def test_a_quiet_rule_needs_one_of_its_continuations(tmp_path: Path) -> None:
+    """A top-level test with no description, MIME type or extension changes nothing by
+    matching: only a first-level continuation can. Its condition is its own literals and
+    those of one continuation (anywhere when the offset is relative); a continuation
+    whose literals text never has leaves the rule out; one without a condition to read
+    (``default``) leaves the top-level test's own."""
+    compiled = compile_magic(tmp_path, "quiet", _QUIET_RULES).read_bytes()
+    entries, n0, _n1 = magic_subset.parse(compiled)
+    groups = {entries[i].value.split(b"\0")[0]: (i, j)
+              for i, j in magic_subset.rule_groups(entries, 0, n0)}  # fmt: skip
+    assert entries[groups[b"zork"][0]].quiet and not entries[groups[b"grue"][0]].quiet
+
+    def read(name: bytes) -> list[set[tuple[int, bytes]]] | None:
+        condition = magic_subset.rule_condition(entries, *groups[name])
+        return condition and [{(lit.mode, lit.data) for lit in c} for c in condition]
+
+    assert read(b"zork") == [{(ANYWHERE, b"zork"), (LINE_START, b"zork"),
+                              (ANYWHERE, b"frobnitz")}]  # fmt: skip
+    assert read(b"grue") == [{(ANYWHERE, b"grue")}]
+    assert read(b"plug") == [{(ANYWHERE, b"plug"), (ANYWHERE, b" xyzzy")}]
+    assert read(b"QQ") == [{(AT_OFFSET, b"qq"), (AT_OFFSET, b"\x00\x01\x02\x03")}]
+    assert read(b"bork") == [{(ANYWHERE, b"bork")}]
+    subset = magic_subset.build(compiled)
+    assert subset.left_out == 1 and subset.kept == 4  # QQ: never in text
+    full = magic.Magic(mime=True, magic_file=str(tmp_path / "quiet.mgc"))
+    typer = magic_subset.TextMagic(subset, native.possible, native.which, 1, 64)
+    keyed = {lit.data for c in subset.keyed for lit in c[0]}
+    assert {b"frobnitz", b" xyzzy"} <= keyed
+    heads = {
+        b"zork and more zork, no other word\n": "text/plain",
+        b"zork  frobnitz\n": "text/x-zork",
+        b"plug xyzzy\n": "text/x-magic",
+        b"plug, then nothing\n": "text/plain",
+        b"grue\n": "text/x-grue",
+        b"bork\n": "text/x-bork",
+        b"QQ  words\n": "text/plain",
+    }
+    for head, mime in heads.items():
+        assert full.from_buffer(head) == mime
+        assert typer.covers(head) and typer.from_buffer(head) == mime, head
+    zork_only = typer.key(b"zork and more zork, no other word\n")
+    assert zork_only == 0  # neither quiet rule is in the copy that types it
+
+
 def test_wide_copy_gives_the_full_database_answers(
     typer: magic_subset.TextMagic, full: magic.Magic
 ) -> None:
