@@ -6,6 +6,7 @@ coreutils / hashdeep tools that write the text formats.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from examkit import hashdb_write
+from examkit import hashdb, hashdb_write
 from examkit.errors import UsageError
 from examkit.hashdb import _split_lines, _uniform_lines, lookup_hex, lookup_lines, windows
 from examkit.hashdb_write import sort_digests
@@ -394,3 +395,37 @@ def test_entry_records_are_read_without_keeping_a_map(tmp_path: Path) -> None:
     assert index.columns([]) == ([], [], [])
     maps = Path("/proc/self/maps").read_text()
     assert "names.bin" not in maps and "names.spans" not in maps
+
+
+def test_small_lookup_tables_stay_mapped_within_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lookup tables are kept mapped between lookups while the kept ones stay within
+    KEEP_MAPPED bytes in all (mapping them again for each lookup touched every page
+    afresh); beyond it, a table is mapped for one lookup; the answers are the same, and
+    an index that goes away gives its share back."""
+    present = synthetic(3000)
+    source = tmp_path / "set.md5"
+    source.write_text("".join(f"{h}  /f{i}\n" for i, h in enumerate(present)))
+    library = Library(tmp_path / "lib")
+    library.import_set(source, "s", "known-good", formats=formats())
+    queries = np.frombuffer(bytes.fromhex("".join(present[::5]) + "00" * 16 * 50), "S16")
+    sizes = {p.name: p.stat().st_size for p in Path(library.open("s").folder).iterdir()}
+    tables = sizes["md5.prefix"] + sizes["md5.digests"] + sizes["md5.entries"]
+    answers = []
+    gc.collect()
+    held = hashdb._KEPT.used  # by indexes of other tests still open
+    for budget, kept in ((1 << 30, {"md5.prefix", "md5.digests", "md5.entries"}),
+                         (sizes["md5.prefix"], {"md5.prefix"}), (0, set())):  # fmt: skip
+        monkeypatch.setattr(hashdb, "KEEP_MAPPED", held + budget)
+        index = library.open("s")
+        for _round in range(2):
+            positions, entries = index.lookup("md5", queries)
+            answers.append((positions.tolist(), entries.tolist()))
+        assert set(index._kept) == kept
+        assert hashdb._KEPT.used - held == sum(sizes[name] for name in kept) <= budget
+        del index
+        gc.collect()
+        assert hashdb._KEPT.used == held
+    assert all(a == answers[0] for a in answers) and len(answers[0][0]) == 600
+    assert tables > sizes["md5.prefix"]
