@@ -3,8 +3,8 @@
  * possible(program, head) -> bool: whether some rule that the smaller magic database
  * leaves out may match the head, i.e. whether one of the rules' clauses has all its
  * literals in the head (case-folded). It gives the answer of
- * examkit.magic_subset.possible() (tests/test_magic_subset.py compares them); a pair
- * table of the head rejects most literals before any search. Every read of the
+ * examkit.magic_subset.possible() (tests/test_magic_subset.py compares them); tables of
+ * the head's byte pairs and (hashed) triples reject most literals before any search. Every read of the
  * program is bounds-checked; a malformed program raises ValueError.
  *
  * which(program, head) -> int gives the same for each rule as a bitmask (at most 62
@@ -51,16 +51,32 @@ static int pairs_present(const uint8_t *pairs, const unsigned char *lit, Py_ssiz
     return 1;
 }
 
-/* The head as the literals are compared: case-folded, with a table of its byte pairs;
- * both made on first need (a program of literals at fixed offsets needs neither). */
+static inline unsigned triple(const unsigned char *s) { /* 16 bits of a byte triple */
+    uint32_t v = ((uint32_t)s[0] << 16) | ((uint32_t)s[1] << 8) | s[2];
+    return (v * 2654435761u) >> 16;
+}
+
+static int triples_present(const uint8_t *tris, const unsigned char *lit, Py_ssize_t len) {
+    for (Py_ssize_t i = 0; i + 2 < len; i++) {
+        unsigned idx = triple(lit + i);
+        if (!(tris[idx >> 3] & (1u << (idx & 7)))) return 0;
+    }
+    return 1;
+}
+
+/* The head as the literals are compared: case-folded, with a table of its byte pairs and
+ * one of its byte triples (hashed to 16 bits: a literal of three bytes or more is looked
+ * for only when each of its triples is marked, which most that a text head lacks are
+ * not, while a pair of common letters is in most text); made on first need (a program
+ * of literals at fixed offsets needs none of them). */
 typedef struct {
     const unsigned char *src;
     const unsigned char *buf;
-    const uint8_t *pairs;
+    const uint8_t *pairs, *tris;
     Py_ssize_t n;
     int ready, failed;
     unsigned char *own_buf; /* a head too long for the kept one: its own, freed after */
-    uint8_t *own_pairs;
+    uint8_t *own_pairs, *own_tris;
 } Head;
 
 static inline unsigned char fold(unsigned char c) {
@@ -71,10 +87,12 @@ static inline unsigned char fold(unsigned char c) {
  * guards, then the candidates; the ASCII check, then the keyed rules), and the second call
  * finds its folded copy and pair table made. Reused only for the very same bytes; every
  * call holds the GIL, so one at a time. */
-enum { KEPT_MAX = 8192, PAIR_BYTES = 8192 /* one bit per byte pair */ };
+enum { KEPT_MAX = 8192, PAIR_BYTES = 8192 /* one bit per byte pair */, TRI_BYTES = 8192 };
 static unsigned char kept_src[KEPT_MAX], kept_buf[KEPT_MAX];
-static uint8_t kept_pairs[PAIR_BYTES];
+static uint8_t kept_pairs[PAIR_BYTES], kept_tris[TRI_BYTES];
 static Py_ssize_t kept_n = -1;
+static int kept_tris_made; /* the triples of the kept head are marked (made on first need:
+                            * a binary head's pairs reject most literals alone) */
 
 static void fold_and_pair(const unsigned char *src, Py_ssize_t n, unsigned char *buf,
                           uint8_t *pairs) {
@@ -85,12 +103,20 @@ static void fold_and_pair(const unsigned char *src, Py_ssize_t n, unsigned char 
     }
 }
 
+static void mark_triples(const unsigned char *buf, Py_ssize_t n, uint8_t *tris) {
+    for (Py_ssize_t i = 0; i + 2 < n; i++) {
+        unsigned idx = triple(buf + i);
+        tris[idx >> 3] |= (uint8_t)(1u << (idx & 7));
+    }
+}
+
 static int prepare(Head *h) {
     if (h->ready) return !h->failed;
     h->ready = 1;
     if (h->n <= KEPT_MAX) {
         if (h->n != kept_n || memcmp(h->src, kept_src, (size_t)h->n) != 0) {
             kept_n = -1; /* (never left half made) */
+            kept_tris_made = 0;
             memset(kept_pairs, 0, sizeof kept_pairs);
             fold_and_pair(h->src, h->n, kept_buf, kept_pairs);
             memcpy(kept_src, h->src, (size_t)h->n);
@@ -112,9 +138,27 @@ static int prepare(Head *h) {
     return 1;
 }
 
+/* The triple table of a prepared head, marked on first need. */
+static const uint8_t *triples(Head *h) {
+    if (h->tris != NULL) return h->tris;
+    if (h->buf == kept_buf) {
+        if (!kept_tris_made) {
+            memset(kept_tris, 0, sizeof kept_tris);
+            mark_triples(kept_buf, h->n, kept_tris);
+            kept_tris_made = 1;
+        }
+        return h->tris = kept_tris;
+    }
+    h->own_tris = PyMem_Calloc(TRI_BYTES, 1);
+    if (h->own_tris == NULL) return NULL;
+    mark_triples(h->buf, h->n, h->own_tris);
+    return h->tris = h->own_tris;
+}
+
 static void release(Head *h) {
     PyMem_Free(h->own_buf);
     PyMem_Free(h->own_pairs);
+    PyMem_Free(h->own_tris);
 }
 
 /* 1 if found, 0 if not, -1 if the head could not be prepared (no memory). */
@@ -133,6 +177,11 @@ static int found(int mode, uint32_t offset, const unsigned char *lit, Py_ssize_t
     if (!prepare(h)) return -1;
     const unsigned char *buf = h->buf;
     if (!pairs_present(h->pairs, lit, len)) return 0;
+    if (len >= 3) {
+        const uint8_t *tris = triples(h);
+        if (tris == NULL) return -1;
+        if (!triples_present(tris, lit, len)) return 0;
+    }
     if (mode == ANYWHERE) return memmem(buf, (size_t)n, lit, (size_t)len) != NULL;
     /* LINE_START: at the start of the head or just after a newline */
     const unsigned char *at = buf, *last = buf + n;
@@ -204,7 +253,7 @@ static PyObject *check(PyObject *args, int mode) {
         PyBuffer_Release(&head);
         return NULL;
     }
-    Head h = {head.buf, NULL, NULL, head.len, 0, 0, NULL, NULL};
+    Head h = {head.buf, NULL, NULL, NULL, head.len, 0, 0, NULL, NULL, NULL};
     int64_t result = scan(&prog, &h, mode, hits);
     release(&h);
     PyBuffer_Release(&prog);
@@ -456,7 +505,7 @@ static PyObject *check_program(Program *p, PyObject *head_obj, int mode) {
     if (PyObject_GetBuffer(head_obj, &head, PyBUF_SIMPLE) < 0) return NULL;
     Py_ssize_t n = head.len;
     uint8_t hits_local[4096];
-    Head h = {head.buf, NULL, NULL, n, 0, 0, NULL, NULL};
+    Head h = {head.buf, NULL, NULL, NULL, n, 0, 0, NULL, NULL, NULL};
     uint8_t *hit = p->rules <= sizeof hits_local ? hits_local : PyMem_Malloc(p->rules);
     PyObject *result = NULL;
     if (hit == NULL) {

@@ -636,13 +636,15 @@ def which(conditions: Sequence[Condition], head: bytes) -> int:
 
 def pack(conditions: Sequence[Condition]) -> bytes:
     """The conditions in the form the compiled checker reads: per rule a count of
-    clauses, per clause a count of literals, per literal mode, offset, length, bytes."""
+    clauses, per clause a count of literals, per literal mode, offset, length, bytes.
+    A clause's literals at fixed offsets come first (its key, and the cheapest to
+    compare), then the others longest first (the least likely to be found)."""
     out = bytearray(struct.pack("<I", len(conditions)))
     for cond in conditions:
         out += struct.pack("<H", len(cond))
         for clause in cond:
             out += struct.pack("<H", len(clause))
-            for lit in clause:
+            for lit in sorted(clause, key=lambda lit: (lit.mode != AT_OFFSET, -len(lit.data))):
                 out += struct.pack("<BIH", lit.mode, lit.offset, len(lit.data)) + lit.data
     return bytes(out)
 

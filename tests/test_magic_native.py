@@ -114,3 +114,29 @@ def test_the_kept_head_is_reused_only_for_the_same_bytes() -> None:
             assert native.possible(program, with_noodle)
             assert native.matching(program, pad + b"\nNEEDLE") == [0]
             assert native.matching(program, pad + b"\nneedlE"[:-1] + b"x") == []
+
+
+def test_pairs_and_triples_only_reject() -> None:
+    """A literal is searched for only when each of its byte pairs and (hashed) triples is in
+    the head: a head holding all of them but not the literal, or the literal only in upper
+    case, answers as the reference does; so do heads longer than the kept one, and a head
+    that differs from the last only where its triples do."""
+    conditions: list[Condition] = [
+        ((Literal(ANYWHERE, 0, b"abcabd"),),),
+        ((Literal(LINE_START, 0, b"xyzzy"),),),
+        ((Literal(ANYWHERE, 0, b"qr"), Literal(ANYWHERE, 0, b"stu")),),
+    ]
+    packed = pack(conditions)
+    program = native.Program(packed)
+    heads = []
+    for size in (64, 9000):
+        pad = b"-" * (size - 40)
+        heads += [pad + b"abca cabd", pad + b"ABCABD", pad + b" abcabd", pad + b"zz xyzzy",
+                  pad + b"\nxyzzy", pad + b"\nxyzzx", pad + b"qr st tu", pad + b"qr stu"]  # fmt: skip
+    for head in heads + heads[::-1]:
+        expected = [i for i, c in enumerate(conditions) if magic_subset.possible([c], head)]
+        assert native.matching(program, head) == expected, head[-12:]
+        assert native.matching(packed, head) == expected, head[-12:]
+        assert native.which(program, head) == sum(1 << i for i in expected)
+    assert native.matching(program, b"-" * 24 + b"abca cabd") == []
+    assert native.matching(program, b"-" * 24 + b"xabcabdx") == [0]
