@@ -131,8 +131,9 @@ def test_pairs_and_triples_only_reject() -> None:
     heads = []
     for size in (64, 9000):
         pad = b"-" * (size - 40)
-        heads += [pad + b"abca cabd", pad + b"ABCABD", pad + b" abcabd", pad + b"zz xyzzy",
-                  pad + b"\nxyzzy", pad + b"\nxyzzx", pad + b"qr st tu", pad + b"qr stu"]  # fmt: skip
+        tails = [b"abca cabd", b"ABCABD", b" abcabd", b"zz xyzzy", b"\nxyzzy", b"\nxyzzx",
+                 b"qr st tu", b"qr stu"]  # fmt: skip
+        heads += [pad + tail for tail in tails]
     for head in heads + heads[::-1]:
         expected = [i for i, c in enumerate(conditions) if magic_subset.possible([c], head)]
         assert native.matching(program, head) == expected, head[-12:]
