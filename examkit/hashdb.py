@@ -30,12 +30,16 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .hashformat import DIGESTS, PERCEPTUAL
 from .hashset_folders import MANIFEST
+from .lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # a scan's parent hands out its first streams before it needs numpy
+    np = LazyModule("numpy")
 
 INDEX_FORMAT = 1
 MAX_ENTRIES_PER_DIGEST = 16  # a digest listed more often reports its first 16 entries
@@ -370,7 +374,8 @@ class LineHits:
     invalid: int  # non-blank lines that are not an MD5, SHA-1 or SHA-256 in hex
 
 
-_PerWidth = dict[int, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]]
+if TYPE_CHECKING:
+    _PerWidth = dict[int, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]]
 
 
 def lookup_lines(index: HashSetIndex, data: bytes) -> LineHits:

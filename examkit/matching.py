@@ -18,9 +18,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import custody
 from .case import Case, dumps
@@ -28,7 +26,13 @@ from .categories import describe
 from .clock import utc_now
 from .hashdb import EntryRecord, HashSetIndex, hex_to_array
 from .hashformat import DIGESTS, PERCEPTUAL
+from .lazy import LazyModule
 from .models import HashSetInfo, MatchCounts
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")  # see examkit.hashdb
 
 PAGE = 50_000
 # entry metadata with a column of its own in ``matches``

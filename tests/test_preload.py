@@ -47,3 +47,24 @@ def test_a_scan_does_not_import_sqlite_utils(fixture_images: Path, tmp_path: Pat
     out = subprocess.run([sys.executable, "-c", LISTING, str(fixture_images / "ntfs.raw"),
                           str(case)], capture_output=True, text=True, check=True)  # fmt: skip
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, False]
+
+
+PARENT = """
+import json, sys
+import examkit.cli.app
+from examkit.plugins import registry
+from examkit.hashdb import HashSetIndex
+registry()
+before = "numpy" in sys.modules
+from examkit import hashdb
+hashdb.np.frombuffer(b"ab", "u1")  # first use: imported now
+print(json.dumps([before, "numpy" in sys.modules]))
+"""
+
+
+def test_the_cli_loads_numpy_only_when_a_lookup_needs_it() -> None:
+    """A scan's parent (the CLI, its plugins) hands out its first streams before it
+    imports numpy (~0.1 s); the hash-set code imports it on first use."""
+    out = subprocess.run([sys.executable, "-c", PARENT], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True]
