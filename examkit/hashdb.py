@@ -154,18 +154,21 @@ class HashSetIndex:
         return self._table(f"{algorithm}.digests", digest_dtype(algorithm))
 
     def entries(self, algorithm: str) -> np.ndarray:
-        return self._table(f"{algorithm}.entries", np.dtype("<u4"))
+        # read for hits only: mapped per lookup (kept, its pages would stay in the process
+        # as hits touch them: +25 MiB at 100,000 hits in a 5,000,000-entry set)
+        return self._table(f"{algorithm}.entries", np.dtype("<u4"), keep=False)
 
-    def _table(self, name: str, dtype: Any) -> np.ndarray:
-        """A lookup table of the set, mapped. Kept mapped for the next lookups while the
-        tables this process keeps stay within ``KEEP_MAPPED`` bytes in all (a map made per
-        lookup costs its first touch of every page again: 2.2-2.4 ms against 0.4 ms for
-        256 queries in a 1,000,000-digest set, 219 page faults each time); larger ones
-        are mapped for each lookup, so the pages a long scan touches stay bounded."""
+    def _table(self, name: str, dtype: Any, keep: bool = True) -> np.ndarray:
+        """A search table of the set (digests, prefixes), mapped. Kept mapped for the next
+        lookups while the tables this process keeps stay within ``KEEP_MAPPED`` bytes in
+        all (a map made per lookup costs its first touch of every page again: 2.2-2.4 ms
+        against 0.4 ms for 256 queries in a 1,000,000-digest set, 219 page faults each
+        time); larger ones are mapped for each lookup, so the pages a long scan touches
+        stay bounded."""
         array = self._kept.get(name)
         if array is None:
             array = _map(self.folder / name, dtype)
-            if _KEPT.take(array.nbytes):
+            if keep and _KEPT.take(array.nbytes):
                 self._kept[name] = array
                 weakref.finalize(self, _KEPT.give, array.nbytes)
         return array
