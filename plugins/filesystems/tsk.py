@@ -15,6 +15,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 import pytsk3
@@ -63,10 +64,12 @@ _DIR_TYPES = ("dir", "virtual_dir")
 ORPHAN_PREFIX = b"/$OrphanFiles/"
 
 
+@lru_cache(maxsize=4096)
 def utc(seconds: int, nano: int = 0) -> str | None:
     """TSK time (seconds since 1970, nanoseconds) as UTC ISO 8601 with Z (years 1 to 9999,
     four digits); None for 0 or a time out of that range. Four times per entry, so built
-    from ``time.gmtime`` (half the cost of ``datetime.strftime``)."""
+    from ``time.gmtime`` (half the cost of ``datetime.strftime``), and the last few
+    thousand kept: an entry's times are often the same, and so are its neighbours'."""
     if not seconds:
         return None
     try:
