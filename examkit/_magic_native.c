@@ -4,8 +4,8 @@
  * leaves out may match the head, i.e. whether one of the rules' clauses has all its
  * literals in the head (case-folded). It gives the answer of
  * examkit.magic_subset.possible() (tests/test_magic_subset.py compares them); tables of
- * the head's byte pairs and (hashed) triples reject most literals before any search. Every read of the
- * program is bounds-checked; a malformed program raises ValueError.
+ * the head's byte pairs and (hashed) triples reject most literals before any search.
+ * Every read of the program is bounds-checked; a malformed program raises ValueError.
  *
  * which(program, head) -> int gives the same for each rule as a bitmask (at most 62
  * rules: examkit.magic_subset's keyed copies), matching(program, head) -> list[int] the
