@@ -15,8 +15,8 @@ from examkit.errors import PluginError
 from examkit.hookspecs import Register, hookimpl
 from examkit.reporting import ReportData, ReportFormat
 
-from . import court_html
-from .court_model import build
+# The document model and its renderers are imported when a report is written: every
+# process that loads the plugins (a scan's parent and its workers) would import them.
 
 
 class CourtHtmlReport(ReportFormat):
@@ -26,6 +26,9 @@ class CourtHtmlReport(ReportFormat):
     extension = ".html"
 
     def write(self, data: ReportData, out: IO[bytes]) -> None:
+        from . import court_html
+        from .court_model import build
+
         out.write(court_html.render(build(data)))
 
 
@@ -36,6 +39,8 @@ class CourtPdfReport(ReportFormat):
     extension = ".pdf"
 
     def write(self, data: ReportData, out: IO[bytes]) -> None:
+        from .court_model import build
+
         try:
             from . import court_pdf  # reportlab is needed for this format only
         except ImportError as exc:
