@@ -15,9 +15,13 @@ class HashlibHasher(Hasher):
     def __init__(self, name: str) -> None:
         self.name = name
         self.description = f"{name.upper()} (hashlib, OpenSSL)"
+        # the named constructor (OpenSSL's): 0.4 microseconds against 1.1 for
+        # hashlib.new(name), three times for every stream
+        self._new = getattr(hashlib, name)
 
     def new(self) -> HashObject:
-        return hashlib.new(self.name)
+        digest: HashObject = self._new()
+        return digest
 
 
 @hookimpl
