@@ -66,11 +66,14 @@ class Case:
             raise CaseError(
                 f"folder {path.parent} does not exist", "create it first, or give another path"
             )
-        case = cls(path, _connect(path))
-        try:
+        conn: sqlite3.Connection | None = None
+        try:  # from the file's first byte (connecting writes it): a Ctrl-C while connecting
+            conn = _connect(path)  # left an empty file that later runs refused to open
+            case = cls(path, conn)
             case._initialise(case_number, title, agency, examiner)
         except BaseException:  # interrupted or failed: remove the half-made file, it is ours
-            case.conn.close()
+            if conn is not None:
+                conn.close()
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm"),
                              Path(f"{path}-journal")):  # fmt: skip
                 leftover.unlink(missing_ok=True)

@@ -154,3 +154,25 @@ def test_a_signal_just_after_a_match_run_is_recorded_closes_it_interrupted(
     with pytest.raises(KeyboardInterrupt):
         rematch(case, examiner="pytest")
     assert _runs(case) == ["complete", "interrupted"]
+
+
+def test_an_interrupt_while_the_case_file_is_made_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connecting writes the file's first bytes: a Ctrl-C right then (the scan's own random
+    interrupts met it) left a file without tables that later runs refused to open."""
+    from examkit import case as case_module
+
+    connect = case_module._connect
+
+    def interrupted(path: Path) -> sqlite3.Connection:
+        connect(path).close()  # the file now exists, with its WAL header
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(case_module, "_connect", interrupted)
+    path = tmp_path / "case.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        case_module.Case.create(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    case_module.Case.create(path).close()  # the same path is free for the next run
