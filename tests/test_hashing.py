@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import random
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
-from examkit.hashing import CHUNK_SIZE, HEAD_SIZE, PARALLEL_MIN, hash_stream
+from examkit.hashing import AHEAD, CHUNK_SIZE, HEAD_SIZE, PARALLEL_MIN, Hasher, hash_stream
 from examkit.plugins import registry
 
 
@@ -33,6 +36,74 @@ def test_chunks_of_every_size_give_the_digests_of_the_whole_stream() -> None:
     }
     assert digest.bytes == len(data)
     assert digest.head == data[:HEAD_SIZE]
+
+
+def _three() -> list[Hasher]:
+    return [h for h in registry().hashers if h.name in ("md5", "sha1", "sha256")]
+
+
+def test_streams_read_at_once_by_several_threads_keep_their_own_digests() -> None:
+    """Each digest of a large stream runs in a lane of its own, up to AHEAD chunks behind the
+    reader: many chunks, several readers at the same time (a Dask worker's threads)."""
+    rng = random.Random(7)
+    streams = [[rng.randbytes(PARALLEL_MIN + rng.randrange(3000)) for _ in range(3 * AHEAD)]
+               for _ in range(4)]  # fmt: skip
+    results: dict[int, dict[str, str]] = {}
+
+    def read(i: int) -> None:
+        results[i] = hash_stream(streams[i], _three()).hexdigests()
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(streams))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, chunks in enumerate(streams):
+        data = b"".join(chunks)
+        assert results[i] == {
+            n: hashlib.new(n, data).hexdigest() for n in ("md5", "sha1", "sha256")
+        }
+
+
+class _Failing(Hasher):
+    name = "failing"
+
+    def new(self) -> object:  # type: ignore[override]
+        class Digest:
+            def __init__(self) -> None:
+                self.seen = 0
+
+            def update(self, data: bytes) -> None:
+                self.seen += 1
+                if self.seen == 3:
+                    raise OSError("digest failed")
+
+            def hexdigest(self) -> str:
+                return "00"
+
+        return Digest()
+
+
+def test_a_digest_failing_in_its_lane_fails_the_stream() -> None:
+    chunks = [bytes(PARALLEL_MIN)] * 3
+    with pytest.raises(OSError, match="digest failed"):
+        hash_stream(chunks, [*_three(), _Failing()]).hexdigests()
+
+
+def _lane_threads() -> int:
+    return sum(t.name.startswith("examkit-digest-") for t in threading.enumerate())
+
+
+def test_a_reading_threads_lanes_end_with_it() -> None:
+    before = _lane_threads()
+    reader = threading.Thread(target=lambda: hash_stream([bytes(PARALLEL_MIN)] * 2, _three()))
+    reader.start()
+    reader.join()
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while _lane_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _lane_threads() == before
 
 
 FAULTS = """
