@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -20,3 +21,13 @@ class LazyModule:
         if self._module is None:
             self._module = importlib.import_module(self._name)
         return getattr(self._module, attr)
+
+    def load_in_background(self) -> None:
+        """Import the module now on a thread of its own (the first use then waits for it,
+        if it has not finished): for a process that is about to wait anyway."""
+        if self._module is None:
+            threading.Thread(target=self._load, name=f"import-{self._name}", daemon=True).start()
+
+    def _load(self) -> None:
+        module = importlib.import_module(self._name)
+        self._module = module

@@ -143,6 +143,12 @@ class Matcher:
     def __bool__(self) -> bool:
         return bool(self.sets)
 
+    def prepare(self) -> None:
+        """Import what lookups need (numpy) on a thread of its own, when there are sets: for
+        a scan's parent while its listing starts (its first results then wait for none)."""
+        if self.sets and isinstance(np, LazyModule):
+            np.load_in_background()
+
     def rows(self, files: Sequence[FileDigests], run_id: int | None) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
         if not files or not self.sets:

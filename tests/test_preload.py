@@ -70,3 +70,29 @@ def test_the_cli_loads_heavy_modules_only_when_needed() -> None:
     out = subprocess.run([sys.executable, "-c", PARENT], capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [[], True]
+
+
+PREPARE = """
+import json, sys, time
+from examkit.matching import Matcher
+Matcher([]).prepare()  # no sets: nothing to look up, nothing imported
+time.sleep(0.2)
+none = "numpy" in sys.modules
+Matcher([object()]).prepare()  # type: ignore[list-item]
+deadline = time.monotonic() + 5
+while "numpy" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0.01)
+started = "numpy" in sys.modules  # before any use of it in this thread
+from examkit import matching
+matching.np.frombuffer(b"ab", "u1")  # waits for the import if it is still running
+print(json.dumps([none, started]))
+"""
+
+
+def test_a_matcher_with_sets_imports_numpy_before_its_first_lookup() -> None:
+    """The scan's parent calls ``Matcher.prepare`` as its listing starts: numpy is imported
+    on a thread of its own while the parent waits for the first entries, not when the
+    first results come back."""
+    out = subprocess.run([sys.executable, "-c", PREPARE], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True]
