@@ -158,7 +158,7 @@ class StreamDigest:
     def __init__(self, hashers: Sequence[Hasher]) -> None:
         self._objects = [(h.name, h.new()) for h in hashers]
         self.bytes = 0
-        self._head = bytearray()
+        self._head: bytes | bytearray = b""  # the first HEAD_SIZE bytes, once had
         self._pending: collections.deque[_Chunk] = collections.deque()
 
     def update(self, chunk: bytes) -> None:
@@ -170,11 +170,15 @@ class StreamDigest:
                 lane.queue.put((obj, chunk, done))
             self._pending.append(done)
         else:
-            self._wait()
+            if self._pending:
+                self._wait()
             for _, obj in self._objects:
                 obj.update(chunk)
         if len(self._head) < HEAD_SIZE:
-            self._head += chunk[: HEAD_SIZE - len(self._head)]
+            if not self._head:  # most streams: the first chunk holds the whole head
+                self._head = chunk[:HEAD_SIZE]
+            else:
+                self._head = bytearray(self._head) + chunk[: HEAD_SIZE - len(self._head)]
         self.bytes += len(chunk)
 
     def _wait(self) -> None:
@@ -183,7 +187,9 @@ class StreamDigest:
 
     @property
     def head(self) -> bytes:
-        return bytes(self._head)
+        if type(self._head) is not bytes:
+            self._head = bytes(self._head)
+        return self._head
 
     def hexdigests(self) -> dict[str, str]:
         self._wait()
