@@ -12,6 +12,9 @@ without the others:
 - a binary-only rule is never tried by the text pass, and in the binary pass one whose
   top-level test fails has no other effect, so for a head whose key is K the copy
   holding the rules of K gives the full database's answer;
+- a rule of both passes (one: SVG's ``search/4096/cWbt``, 60% of the time libmagic
+  spends on a head it does not recognise) is a candidate only for heads libmagic's text
+  pass will not see (``binary_pass_only``): in every other head's key;
 - an ``indirect`` test runs the rules again from an offset, where the left-out ones were
   not looked for: a head that a rule reaching one may match goes to the full database
   (``guards``), and the copy refuses to build if a text rule, or a rule without a
@@ -75,6 +78,7 @@ class BinarySubset:
     named: tuple[tuple[int, int], ...]  # each named-rule group's records, in order
     candidates: tuple[Condition, ...]  # binary-only rules a copy may leave out
     guards: tuple[Condition, ...]  # rules reaching an indirect test: may match -> full
+    both: frozenset[int] = frozenset()  # candidates of both passes (see binary_pass_only)
 
     def database(self, key: Sequence[int]) -> bytes:
         """A copy with the rules of every copy, the candidates in ``key``, and the named
@@ -95,6 +99,26 @@ def _one_byte(condition: Condition) -> bool:
     of its own (or the full database), so they are kept in every copy instead (~30 rules,
     a few microseconds a head)."""
     return any(sum(len(lit.data) for lit in clause) <= 1 for clause in condition)
+
+
+# A head starting with one of these may read as text whatever else it holds (encoding.c:
+# UTF-16 and UTF-32 byte-order marks, UTF-7's).
+_TEXT_MARKS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"+/v")
+
+
+# Bytes that are text in none of the encodings libmagic's text check tries (encoding.c:
+# 'F' in text_chars, for ASCII, UTF-8, Latin-1 and extended ASCII alike, and 'F' again
+# once converted from EBCDIC by ebcdic_to_ascii).
+NEVER_TEXT = bytes([0, 1, 2, 3, 0x0E, 0x0F, 0x10, 0x11, 0x12, 0x13, 0x18, 0x19, 0x1C, 0x1D,
+                    0x1E, 0x1F])  # fmt: skip
+
+
+def binary_pass_only(head: bytes) -> bool:
+    """Whether libmagic tries only its binary pass on ``head``: it holds a ``NEVER_TEXT``
+    byte (a NUL only before the last byte that is not one: the text check drops trailing
+    NULs first), and no mark of UTF-7, -16 or -32, which read as text whatever follows."""
+    body = head.rstrip(b"\0")
+    return len(body.translate(None, NEVER_TEXT)) < len(body) and not head.startswith(_TEXT_MARKS)
 
 
 def build(mgc: bytes) -> BinarySubset:
@@ -124,12 +148,15 @@ def build(mgc: bytes) -> BinarySubset:
     groups: list[Group] = []
     candidates: list[Condition] = []
     guards: list[Condition] = []
+    both: set[int] = set()
     for i, j in rule_groups(entries, 0, n0):
         entry = entries[i]
         bits = entry.flag & (BINTEST | TEXTTEST)
         condition = None
         if bits == BINTEST:  # a guard's own condition; a candidate's may need a continuation
             condition = entry_condition(entry) if i in indirect else rule_condition(entries, i, j)
+        elif bits == BINTEST | TEXTTEST and i not in indirect:
+            condition = rule_condition(entries, i, j) or None  # never () for both passes
         candidate = -1
         if i in indirect:
             if bits != BINTEST or condition is None:
@@ -140,22 +167,26 @@ def build(mgc: bytes) -> BinarySubset:
         elif condition is not None and not _one_byte(condition):
             candidate = len(candidates)
             candidates.append(condition)
+            if bits != BINTEST:
+                both.add(candidate)
         called = uses(i, j)
         key = frozenset(called)
         if key not in closure:
             closure[key] = reach(called)
         groups.append(Group(candidate, RECORD * (i + 1), RECORD * (j + 1), closure[key]))
     named = tuple((RECORD * (i + 1), RECORD * (j + 1)) for i, j in named_groups)
-    return BinarySubset(mgc, tuple(groups), named, tuple(candidates), tuple(guards))
+    return BinarySubset(mgc, tuple(groups), named, tuple(candidates), tuple(guards),
+                        frozenset(both))  # fmt: skip
 
 
 def _encode(subset: BinarySubset) -> list[Any]:
     groups = [[g.candidate, g.start, g.end, sorted(g.names)] for g in subset.groups]
-    return [groups, subset.named, literal_rows(subset.candidates), literal_rows(subset.guards)]
+    return [groups, subset.named, literal_rows(subset.candidates), literal_rows(subset.guards),
+            sorted(subset.both)]  # fmt: skip
 
 
 def _decode(value: list[Any], mgc: bytes) -> BinarySubset:
-    groups, named, candidates, guards = value
+    groups, named, candidates, guards, both = value
     return BinarySubset(
         mgc,
         tuple(Group(int(c), int(s), int(e), frozenset(int(n) for n in names))
@@ -163,6 +194,7 @@ def _decode(value: list[Any], mgc: bytes) -> BinarySubset:
         tuple((int(a), int(b)) for a, b in named),
         conditions_from(candidates),
         conditions_from(guards),
+        frozenset(int(b) for b in both),
     )  # fmt: skip
 
 
@@ -183,7 +215,10 @@ class BinaryMagic:
         database)."""
         if self._check(self.guard_program, head):
             return None
-        return tuple(self._matching(self.program, head))
+        key = self._matching(self.program, head)
+        if self.subset.both and not binary_pass_only(head):  # the text pass may try them
+            return tuple(sorted(self.subset.both.union(key)))
+        return tuple(key)
 
     def handle(self, head: bytes, ascii_text: bool | None = None) -> Any | None:
         """The copy that gives the full database's answer for a non-ASCII ``head``, or None
@@ -223,6 +258,7 @@ def samples() -> list[bytes]:
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + noise,
         b"SQLite format 3\x00" + noise,
         noise,
+        b"\x00\x01<!DOCTYPE svg PUBLIC>\x00" + noise,  # both passes' rule, binary pass
         bytes(4096),
         "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n".encode() * 20,
     ]

@@ -236,3 +236,96 @@ def test_an_indirect_rule_is_a_guard_and_a_text_one_refuses(tmp_path: Path) -> N
     text = _compile(tmp_path, "txt", "0\tstring/t\tQZ\tqz\n>2\tindirect\tx\n")  # a text test
     with pytest.raises(ValueError, match="indirect"):
         magic_binary.build(text)
+
+
+def test_which_heads_libmagic_tries_only_in_its_binary_pass() -> None:
+    """libmagic's text check drops trailing NULs, then tries ASCII, UTF-8 (with or without
+    its mark), UTF-7, UTF-32 and UTF-16 (with their marks), Latin-1, extended ASCII and
+    EBCDIC (encoding.c): a NUL before the last non-NUL byte is text in none of them."""
+    assert magic_binary.binary_pass_only(b"\x7fELF\x02\x01\x01\x00rest")
+    for byte in magic_binary.NEVER_TEXT:
+        assert magic_binary.binary_pass_only(b"text " + bytes([byte]) + b" text")
+    for byte in (4, 5, 6, 0x14, 0x1A, 0x7F, 0x80, 0xFF):  # text once read as EBCDIC, or 8-bit
+        assert not magic_binary.binary_pass_only(b"text " + bytes([byte]) + b" text")
+
+
+def test_heads_said_to_skip_the_text_pass_are_binary_to_libmagic() -> None:
+    """The oracle is libmagic's own encoding check (``--mime-encoding``): every head
+    ``binary_pass_only`` accepts is ``binary`` to it, in whatever encoding the rest of the
+    head would read as text."""
+    encoding = magic.Magic(mime_encoding=True)
+    rng = random.Random(41)
+    texts = [b"plain text\n", "caf\u00e9 cr\u00e8me\n".encode("latin-1"),
+             "na\u00efve \u2014 text\n".encode(), "EBCDIC text".encode("cp500"),
+             "wide text".encode("utf-16-le"), bytes(range(0x80, 0xA0))]  # fmt: skip
+    heads = [t + bytes([b]) + t for t in texts for b in magic_binary.NEVER_TEXT]
+    heads += [t + b"\x00" * n for t in texts for n in (1, 2, 7)]  # trailing NULs only
+    heads += [rng.randbytes(rng.randrange(1, 600)) for _ in range(400)]
+    accepted = 0
+    for head in heads:
+        if magic_binary.binary_pass_only(head):
+            accepted += 1
+            assert encoding.from_buffer(head) == "binary", head[:40]
+    assert accepted > 400
+    assert not magic_binary.binary_pass_only(b"plain text")
+    assert not magic_binary.binary_pass_only(b"text padded with NULs\x00\x00\x00")
+    assert not magic_binary.binary_pass_only(bytes(64))
+    for mark in (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"+/v8"):
+        assert not magic_binary.binary_pass_only(mark + b"a\x00b\x00")
+
+
+_BOTH_PASSES = "0\tsearch/200/bt\tMNOPQ\ttarget\n!:mime\tapplication/x-target\n"
+
+
+def test_a_rule_of_both_passes_is_left_out_only_where_the_text_pass_cannot_see_it(
+    tmp_path: Path,
+) -> None:
+    """A rule tried by both passes (``/bt``) is a candidate: a head that only goes through
+    the binary pass and lacks its literal gets a copy without it; a head the text pass
+    reads (here UTF-16 with its mark, where the converted text holds the literal and the
+    raw bytes do not) keeps it, as the full database finds it there."""
+    mgc = _compile(tmp_path, "both", _BOTH_PASSES)
+    subset = magic_binary.build(mgc)
+    assert len(subset.candidates) == 1 and subset.both == frozenset({0})
+    typer = magic_binary.BinaryMagic(subset, native.possible, native.matching, 1, 8)
+    full = magic.Magic(mime=True, magic_file=str(tmp_path / "both.mgc"))
+    without = magic_subset.open_copy(subset.database(()))
+    binary = b"\x00\x01\x02 no literal here \x00\x03"
+    assert typer.key(binary) == ()
+    assert typer.handle(binary).from_buffer(binary) == full.from_buffer(binary)
+    found = b"\x00\x01MNOPQ\x00"
+    assert typer.key(found) == (0,)
+    assert typer.handle(found).from_buffer(found) == "application/x-target"
+    utf16 = b"\xff\xfe" + "some MNOPQ text\n".encode("utf-16-le")
+    assert full.from_buffer(utf16) == "application/x-target"  # through the text pass
+    assert without.from_buffer(utf16) != "application/x-target"  # the copy alone misses it
+    assert typer.key(utf16) == (0,)
+    assert typer.handle(utf16).from_buffer(utf16) == "application/x-target"
+
+
+def test_heads_of_unknown_binary_leave_out_the_svg_search(
+    loaded: magic_binary.BinaryMagic, full: magic.Magic
+) -> None:
+    """libmagic 5.44 has one rule of both passes, SVG's ``search/4096/cWbt``: a case-folding
+    search through 4 KiB, 60% of its time on a head it does not recognise. Random heads with
+    a NUL leave it out and are typed alike; one holding the doctype keeps it."""
+    conditions = loaded.subset.candidates
+    svg = [i for i in loaded.subset.both
+           if any(lit.data == b"<!doctype" for c in conditions[i] for lit in c)]  # fmt: skip
+    if b"<!doctype svg" not in loaded.subset.mgc:
+        pytest.skip("this libmagic's database has no SVG doctype rule")
+    assert len(svg) == 1  # a candidate of both passes
+    rng = random.Random(29)
+    for _ in range(200):
+        head = bytes(rng.randrange(256) for _ in range(rng.randrange(64, 4096))) + b"\x00x"
+        key = loaded.key(head)
+        if key is None:
+            continue
+        assert svg[0] not in key
+        copy = loaded.handle(head, False) or loaded.handle(head, False)
+        assert copy is not None and copy.from_buffer(head) == full.from_buffer(head)
+    doctype = b"\x07\x08<!DOCTYPE svg PUBLIC>\x00" + b"\x01" * 100
+    key = loaded.key(doctype)
+    assert key is not None and svg[0] in key
+    copy = loaded.handle(doctype, False) or loaded.handle(doctype, False)
+    assert copy is not None and copy.from_buffer(doctype) == full.from_buffer(doctype)
