@@ -313,6 +313,23 @@ def regex_condition(pattern: bytes, offset: int = 0) -> Condition | None:
     return tuple(tuple(c) for c in clauses)
 
 
+_NOT_FIRST = re.compile(rb"\^\[\^([^][\\^-]+)\]\.\*\$")
+
+
+def negated_regex_condition(pattern: bytes, offset: int) -> Condition | None:
+    """What a negated ``^[^SET].*$`` needs (FORTRAN's ``!^[^Cc \t].*$``: every line starts
+    with C or a blank). libmagic compiles regular expressions with ``REG_NEWLINE``, so the
+    pattern matches, and the negated test fails, as soon as the first line starts with a
+    byte outside SET (a newline starts an empty line, a NUL ends the C string): the test
+    can hold only when the head starts with a byte of SET, a newline or a NUL. None for
+    any other pattern, or one not read from the start."""
+    found = _NOT_FIRST.fullmatch(pattern)
+    if found is None or offset != 0:
+        return None
+    firsts = sorted({b for b in found.group(1).lower()} | {0x0A, 0x00})
+    return tuple((Literal(AT_OFFSET, 0, bytes([b])),) for b in firsts)
+
+
 def string_condition(entry: Entry) -> Condition | None:
     """Literals a ``string`` or ``search`` test needs: its whitespace-separated parts when
     whitespace is compacted or trimmed (``W``, ``w``, ``T``), else the whole value; a
@@ -371,10 +388,12 @@ def entry_condition(entry: Entry) -> Condition | None:
         return None
     if entry.type in _INTEGERS:
         return integer_condition(entry)
-    if entry.reln != ord("="):
-        return None
     if entry.str_flags & ~_KNOWN_FLAGS:
         return None  # unknown flags
+    if entry.reln == ord("!") and entry.type == _TYPE_REGEX:
+        return negated_regex_condition(entry.value.split(b"\0", 1)[0], entry.offset)
+    if entry.reln != ord("="):
+        return None
     if entry.type == _TYPE_REGEX:  # compiled as a C string: up to its first NUL
         return regex_condition(entry.value.split(b"\0", 1)[0], entry.offset)
     if entry.type in (_TYPE_STRING, _TYPE_SEARCH):
