@@ -31,6 +31,7 @@ database does; ``EXAMKIT_FULL_MAGIC=1`` switches this off with the text subset.
 from __future__ import annotations
 
 import random
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,12 +114,15 @@ NEVER_TEXT = bytes([0, 1, 2, 3, 0x0E, 0x0F, 0x10, 0x11, 0x12, 0x13, 0x18, 0x19, 
                     0x1E, 0x1F])  # fmt: skip
 
 
+_NEVER_TEXT_BYTE = re.compile(b"[" + re.escape(NEVER_TEXT) + b"]")  # stops at the first
+
+
 def binary_pass_only(head: bytes) -> bool:
     """Whether libmagic tries only its binary pass on ``head``: it holds a ``NEVER_TEXT``
     byte (a NUL only before the last byte that is not one: the text check drops trailing
     NULs first), and no mark of UTF-7, -16 or -32, which read as text whatever follows."""
-    body = head.rstrip(b"\0")
-    return len(body.translate(None, NEVER_TEXT)) < len(body) and not head.startswith(_TEXT_MARKS)
+    found = _NEVER_TEXT_BYTE.search(head, 0, len(head.rstrip(b"\0")))
+    return found is not None and not head.startswith(_TEXT_MARKS)
 
 
 def build(mgc: bytes) -> BinarySubset:

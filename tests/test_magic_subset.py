@@ -520,3 +520,14 @@ def test_heads_a_guard_may_match_never_take_a_copy(
     for _round in range(3):  # were they counted, the wide copy would hold their rules
         for head in heads:
             assert wide.copy_for(head) is None
+
+
+def test_ascii_text_is_every_byte_libmagic_counts_as_text() -> None:
+    """``is_text``: libmagic's 'T' bytes of text_chars (BEL to CR, ESC, space to ~), all."""
+    encoding = magic.Magic(mime_encoding=True)
+    for byte in range(256):
+        head = b"some text " + bytes([byte]) + b" more text\n"
+        assert magic_subset.is_text(head) == (byte in magic_subset.TEXT_BYTES)
+        if magic_subset.is_text(head):
+            assert encoding.from_buffer(head) == "us-ascii", byte
+    assert not magic_subset.is_text(b"")
