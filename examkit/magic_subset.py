@@ -317,7 +317,7 @@ _NOT_FIRST = re.compile(rb"\^\[\^([^][\\^-]+)\]\.\*\$")
 
 
 def negated_regex_condition(pattern: bytes, offset: int) -> Condition | None:
-    """What a negated ``^[^SET].*$`` needs (FORTRAN's ``!^[^Cc \t].*$``: every line starts
+    r"""What a negated ``^[^SET].*$`` needs (FORTRAN's ``!^[^Cc \t].*$``: every line starts
     with C or a blank). libmagic compiles regular expressions with ``REG_NEWLINE``, so the
     pattern matches, and the negated test fails, as soon as the first line starts with a
     byte outside SET (a newline starts an empty line, a NUL ends the C string): the test
