@@ -79,8 +79,8 @@ typedef struct {
     uint8_t *own_pairs, *own_tris;
 } Head;
 
-static inline unsigned char fold(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+static inline unsigned char fold(unsigned char c) { /* ASCII lower case */
+    return (unsigned char)(c - 'A') < 26u ? (unsigned char)(c + 32) : c;
 }
 
 /* The last head prepared, kept: each head is checked by two programs in a row (the binary
@@ -94,9 +94,9 @@ static Py_ssize_t kept_n = -1;
 static int kept_tris_made; /* the triples of the kept head are marked (made on first need:
                             * a binary head's pairs reject most literals alone) */
 
-static void fold_and_pair(const unsigned char *src, Py_ssize_t n, unsigned char *buf,
+static void fold_and_pair(const unsigned char *restrict src, Py_ssize_t n, unsigned char *restrict buf,
                           uint8_t *pairs) {
-    for (Py_ssize_t i = 0; i < n; i++) buf[i] = fold(src[i]);
+    for (Py_ssize_t i = 0; i < n; i++) buf[i] = fold(src[i]); /* vectorised at -O3 */
     for (Py_ssize_t i = 0; i + 1 < n; i++) {
         unsigned idx = ((unsigned)buf[i] << 8) | buf[i + 1];
         pairs[idx >> 3] |= (uint8_t)(1u << (idx & 7));
