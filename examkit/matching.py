@@ -32,7 +32,7 @@ from .models import HashSetInfo, MatchCounts
 if TYPE_CHECKING:
     import numpy as np
 else:
-    np = LazyModule("numpy")  # see examkit.hashdb
+    from .hashdb import np  # the one numpy stand-in: prepare() loads what lookups use
 
 PAGE = 50_000
 # entry metadata with a column of its own in ``matches``
