@@ -26,14 +26,80 @@ class HashObject(Protocol):
 
 
 class Hasher(ABC):
-    """A hasher plugin: a named streaming digest (``md5``, ``sha1`` ...)."""
+    """A hasher plugin: a named streaming digest (``md5``, ``sha1`` ...).
+
+    ``standard`` says that it computes exactly the standard algorithm of its name; when
+    ``md5``, ``sha1`` and ``sha256`` all are, a stream may have the three computed in one
+    pass (``native_triple``) instead of by the plugin's objects.
+    """
 
     name: str
     version: str = "0"
+    standard: bool = False
 
     @abstractmethod
     def new(self) -> HashObject:
         """A fresh digest object."""
+
+
+TRIPLE = ("md5", "sha1", "sha256")
+NATIVE_DIGESTS_ENV = "EXAMKIT_NATIVE_DIGESTS"  # "0": hashlib for every digest
+
+
+def _check_messages() -> Iterable[bytes]:
+    """Messages the triple digest is checked on: every length to 130 (each padding case of
+    a 64-byte block), then a longer one, fed whole with the GIL released."""
+    pattern = bytes((i * 167 + 13) & 0xFF for i in range(256)) * 4
+    for n in range(131):
+        yield pattern[n : 2 * n]
+    yield pattern * 70  # 71,680 bytes
+
+
+_triple: tuple[Any, str] | None = None
+
+
+def native_triple() -> tuple[Any, str]:
+    """The one-pass MD5 + SHA-1 + SHA-256 (``examkit._digest_native.Triple``) if this
+    process may use it, else ``None``; and why, for the run's record. It may when it was
+    built, the processor has the SHA extensions, ``EXAMKIT_NATIVE_DIGESTS`` is not ``0``,
+    and it gave hashlib's three digests for every check message, fed whole and in two
+    parts. Decided once per process (a pool's workers inherit the fork server's answer)."""
+    global _triple
+    if _triple is None:
+        _triple = _decide_triple()
+    return _triple
+
+
+def _decide_triple() -> tuple[Any, str]:
+    if os.environ.get(NATIVE_DIGESTS_ENV, "").strip() == "0":
+        return None, f"{NATIVE_DIGESTS_ENV}=0"
+    try:
+        from . import _digest_native
+    except ImportError:
+        return None, "examkit._digest_native is not built"
+    if not _digest_native.supported():
+        return None, "this processor lacks the SHA extensions"
+    import hashlib
+
+    checked = 0
+    for message in _check_messages():
+        want = tuple(hashlib.new(name, message).hexdigest() for name in TRIPLE)
+        whole, parts = _digest_native.Triple(), _digest_native.Triple()
+        whole.update(message)
+        parts.update(message[: len(message) // 3])
+        parts.update(memoryview(message)[len(message) // 3 :])
+        if whole.hexdigests() != want or parts.hexdigests() != want:
+            return None, f"its digests differed from hashlib's for a {len(message)}-byte message"
+        checked += 1
+    return _digest_native.Triple, f"gave hashlib's digests for all {checked} check messages"
+
+
+def digests_used() -> str:
+    """How this process computes MD5, SHA-1 and SHA-256, for the run's record."""
+    triple, why = native_triple()
+    if triple is not None:
+        return f"md5, sha1 and sha256 in one pass (examkit._digest_native, SHA extensions; {why})"
+    return f"hashlib (OpenSSL) for each digest ({why})"
 
 
 PARALLEL_MIN = 256 << 10  # chunks this large are hashed by every digest at once, in threads
@@ -156,13 +222,23 @@ class StreamDigest:
     """
 
     def __init__(self, hashers: Sequence[Hasher]) -> None:
-        self._objects = [(h.name, h.new()) for h in hashers]
+        self._objects: list[tuple[str | tuple[str, ...], Any]] = []
+        standard = {h.name for h in hashers if h.standard}
+        triple = native_triple()[0] if standard.issuperset(TRIPLE) else None
+        if triple is not None:
+            self._objects.append((TRIPLE, triple()))
+        for h in hashers:
+            if triple is None or h.name not in TRIPLE:
+                self._objects.append((h.name, h.new()))
+        self._names = [h.name for h in hashers]  # the digests' order
         self.bytes = 0
         self._head: bytes | bytearray = b""  # the first HEAD_SIZE bytes, once had
         self._pending: collections.deque[_Chunk] = collections.deque()
 
     def update(self, chunk: bytes) -> None:
-        if len(chunk) >= PARALLEL_MIN and len(self._objects) > 1:
+        # one digest object (the triple) goes to a lane from a stream's second large chunk:
+        # the reader then reads on while it hashes, and a one-chunk file has no hand-over
+        if len(chunk) >= PARALLEL_MIN and (len(self._objects) > 1 or self._pending or self.bytes):
             while len(self._pending) >= AHEAD:
                 self._pending.popleft().wait()
             done = _Chunk(len(self._objects))
@@ -193,7 +269,13 @@ class StreamDigest:
 
     def hexdigests(self) -> dict[str, str]:
         self._wait()
-        return {name: obj.hexdigest().lower() for name, obj in self._objects}
+        out: dict[str, str] = {}
+        for name, obj in self._objects:
+            if isinstance(name, tuple):
+                out.update(zip(name, obj.hexdigests(), strict=True))
+            else:
+                out[name] = obj.hexdigest().lower()
+        return {name: out[name] for name in self._names}
 
 
 def hash_stream(chunks: Iterable[bytes], hashers: Sequence[Hasher]) -> StreamDigest:

@@ -11,11 +11,12 @@ import gc
 
 from . import worker  # noqa: F401  (the jobs workers run)
 from .filetype import detect_mime
-from .hashing import keep_chunk_pages
+from .hashing import keep_chunk_pages, native_triple
 from .plugins import registry
 
 registry()
 keep_chunk_pages()  # workers inherit it: their chunks reuse heap pages (examkit.hashing)
+native_triple()  # the one-pass digest's check, once for all workers
 detect_mime(b"examkit")  # loads libmagic's compiled database and the text subset
 detect_mime(b"\x00examkit")  # and the binary copies' subset
 

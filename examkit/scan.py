@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -20,6 +20,7 @@ from .errors import EvidenceError, ExamkitError, UsageError
 from .evidence import ALGORITHMS, open_media, verify
 from .executors import ClusterExecutor, default_workers, local_executor, map_path
 from .filetype import typing_used
+from .hashing import digests_used
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
 from .interrupts import RunSignals
@@ -157,11 +158,12 @@ def _scan(
                 # an item that failed while hashing, or a scan that stopped, left them dropped
                 digest_indexes.restore(case)
                 typed_by = workers_typing(executor)
+                digested_by = workers_answer(executor, digests_used)
                 executor.shutdown(wait=True)  # still interruptible: a cluster may be slow
                 signals.hold()
                 status = "failed" if failures else "complete"
                 _finish_run(case, run_id, status, examiner, "; ".join(failures) or None,
-                            typed_by)  # fmt: skip
+                            typed_by, digested_by)  # fmt: skip
                 # still held: the run is closed, a signal now must not undo its summary
                 summaries = tuple(_summary(case, item.evidence_id) for item in sets)
             except KeyboardInterrupt:
@@ -445,12 +447,18 @@ def workers_typing(executor: Executor) -> str:
     """How the workers typed heads (``filetype.typing_used``), as they report it: every
     worker of a cluster, one of a local pool (all fork from one preloaded server), this
     process inline. The run's ``tool_versions`` are the parent's; this is what did it."""
+    return workers_answer(executor, typing_used)
+
+
+def workers_answer(executor: Executor, question: Callable[[], str]) -> str:
+    """The workers' answers to ``question`` (``typing_used``, ``digests_used``), as
+    ``workers_typing`` asks them; distinct answers joined with ``; ``."""
     try:
         client = getattr(executor, "client", None)  # a Dask cluster: ask every worker
         if client is not None:
-            answers = {str(a) for a in client.run(typing_used).values()}
+            answers = {str(a) for a in client.run(question).values()}
         else:
-            answers = {str(executor.submit(typing_used).result(timeout=TYPING_TIMEOUT))}
+            answers = {str(executor.submit(question).result(timeout=TYPING_TIMEOUT))}
     except Exception as exc:  # the record of it never fails the run
         return f"unknown ({type(exc).__name__}: {exc})"
     return "; ".join(sorted(answers)) or "unknown (no worker answered)"
@@ -460,10 +468,12 @@ TYPING_TIMEOUT = 60  # seconds for a worker to say how it typed
 
 
 def _finish_run(case: Case, run_id: int, status: str, actor: str | None, error: str | None,
-                typed_by: str | None = None) -> None:  # fmt: skip
+                typed_by: str | None = None, digested_by: str | None = None) -> None:  # fmt: skip
     counts = _counts(case, run_id)
     if typed_by is not None:
         counts["typed_by"] = typed_by
+    if digested_by is not None:
+        counts["digested_by"] = digested_by
     finish_run(case, run_id, status, actor, error, counts)
 
 
