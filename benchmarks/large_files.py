@@ -41,7 +41,15 @@ from common import (
     missing_tool,
     work_folder,
 )
-from scan_vs_fiwalk import FIXTURES, algorithm_seconds_per_byte, hashing_floor, hashing_limit
+from scan_vs_fiwalk import (
+    FIXTURES,
+    algorithm_seconds_per_byte,
+    digest_costs,
+    hashing_floor,
+    hashing_limit,
+    one_pass_limit,
+    one_pass_seconds_per_byte,
+)
 
 MIB = 1 << 20
 
@@ -138,17 +146,25 @@ def main() -> int:
         limit = (limit + after) / 2
         largest = args.size_mib * MIB
         floor = hashing_floor(hashed, largest, cores, costs)
+        one_pass = one_pass_seconds_per_byte()
+        fast_limit = one_pass_limit(cores) if one_pass else 0.0
+        fast = hashing_floor(hashed, largest, cores, digest_costs(costs, one_pass))
         fiwalk_digests = hashed * (costs["md5"] + costs["sha1"])
         rates = ", ".join(f"{name} {1 / c / 1e6:.0f}" for name, c in costs.items())
         print(f"\n{cores} cores; hashing limit (md5+sha1+sha256, all cores):"
               f" {limit / 1e6:.0f} MB/s (mean of {drift}); one core, MB/s: {rates}")  # fmt: skip
         print(f"{args.fs}: {hashed / 1e9:.2f} GB hashed in {args.count} files of"
               f" {args.size_mib} MiB; MD5 and SHA-1 of all {agreed} equal to fiwalk's")  # fmt: skip
+        if one_pass:
+            print(f"examkit's one-pass digest (examkit/_digest_native.c):"
+                  f" {1 / one_pass / 1e6:.0f} MB/s on one core,"
+                  f" {fast_limit / 1e6:.0f} MB/s on all: its own limit")  # fmt: skip
         print(f"{'run':>4} {'fiwalk -X':>10} {'examkit':>9} {'ratio':>7} {'examkit MB/s':>13}"
-              f" {'of limit':>9}")  # fmt: skip
+              f" {'of limit':>9}" + (f" {'of one-pass':>12}" if one_pass else ""))  # fmt: skip
         for i, (f, e) in enumerate(zip(fiwalk, examkit, strict=True), 1):
             print(f"{i:>4} {f:9.2f}s {e:8.2f}s {e / f:6.2f}x {hashed / e / 1e6:12.0f}"
-                  f" {hashed / e / limit:8.0%}")  # fmt: skip
+                  f" {hashed / e / limit:8.0%}"
+                  + (f" {hashed / e / fast_limit:11.0%}" if one_pass else ""))  # fmt: skip
         best_f = min(fiwalk)
         print(f"hashing floor (the three digests at the one-core speeds above, on {cores} cores,"
               f" no less than the largest file's slowest digest): {floor:.2f} s ="
@@ -156,6 +172,9 @@ def main() -> int:
               f" byte, one core): {fiwalk_digests:.2f} s, so a scan computing the three digests"
               f" on {cores} cores can do no better than {floor / fiwalk_digests:.2f}x a fiwalk"
               f" that did nothing but hash")  # fmt: skip
+        if one_pass:
+            print(f"with examkit's one-pass digest the hashing floor is {fast:.2f} s ="
+                  f" {fast / best_f:.2f}x fiwalk's best")  # fmt: skip
         print("targets (issue 5): >= 80% of the hashing limit on large files; <= 0.5x fiwalk")
     finally:
         if args.work is None:
