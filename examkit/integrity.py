@@ -55,16 +55,18 @@ def table_digest(conn: sqlite3.Connection, table: str, count: int | None = None)
     """``(sha256, rows)`` of one result table (over its first ``count`` columns if given).
 
     SQLite's ``json_array`` writes each row's canonical JSON (the same text as
-    :func:`row_json`, ~2.5x faster than encoding in Python; a test holds them equal).
+    :func:`row_json`, ~2.5x faster than encoding in Python; a test holds them equal), and
+    hands it over as its UTF-8 bytes with the line's newline (a case is UTF-8): no text
+    is decoded and encoded again (8,229 rows of ``files``: 93-119 -> 66-86 ms).
     """
     digest = hashlib.sha256()
     rows = 0
     cursor = conn.execute(
-        f"SELECT json_array({', '.join(_columns(conn, table, count))}) FROM {table}"
-        f" ORDER BY {TABLES[table]}"
+        f"SELECT CAST(json_array({', '.join(_columns(conn, table, count))}) || char(10) AS BLOB)"
+        f" FROM {table} ORDER BY {TABLES[table]}"
     )
     while page := cursor.fetchmany(PAGE):
-        digest.update(("\n".join(r[0] for r in page) + "\n").encode("utf-8"))
+        digest.update(b"".join(r[0] for r in page))
         rows += len(page)
     return digest.hexdigest(), rows
 
