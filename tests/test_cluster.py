@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from examkit import filetype
+from examkit import filetype, hashing
 from examkit.errors import UsageError
 from examkit.executors import map_path
 from examkit.scan import ScanOptions, scan
@@ -49,14 +49,17 @@ def test_cluster_scan_equals_local_scan(
     # the same here: the same machine)
     assert _typed_by(cluster_case) == _typed_by(local_case)
     assert _typed_by(cluster_case).startswith(f"libmagic {filetype.libmagic_version()}: ")
+    # and how they computed the digests: each Dask worker checked the one-pass digest itself
+    assert _typed_by(cluster_case, "digested_by") == _typed_by(local_case, "digested_by")
+    assert _typed_by(cluster_case, "digested_by") == hashing.digests_used()
 
 
-def _typed_by(case: Path) -> str:
+def _typed_by(case: Path, key: str = "typed_by") -> str:
     import json
     import sqlite3
 
     (counts,) = sqlite3.connect(case).execute("SELECT counts FROM runs").fetchone()
-    return str(json.loads(counts)["typed_by"])
+    return str(json.loads(counts)[key])
 
 
 def test_unreachable_scheduler_is_one_clear_error(
