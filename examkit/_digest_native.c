@@ -39,6 +39,10 @@ typedef struct {
     uint32_t abef[4], cdgh[4];        /* SHA-256: lanes 3..0 = A B E F and C D G H */
 } State;
 
+/* Asked once, when the module loads: CPUID leaves a virtual machine to its hypervisor
+ * (three of them took 5.7 microseconds, a new Triple each stream). */
+static int cpu_ok = 0;
+
 static int cpu_supported(void) {
 #if HAVE_SHA_NI
     unsigned a, b, c, d;
@@ -302,6 +306,7 @@ typedef struct {
     Py_ssize_t buflen;
     uint64_t total; /* bytes fed */
     int busy;       /* an update is running with the GIL released */
+    int ready;      /* __init__ has set the state */
 } Triple;
 
 static void feed(Triple *t, const uint8_t *p, Py_ssize_t n) {
@@ -326,6 +331,7 @@ static void feed(Triple *t, const uint8_t *p, Py_ssize_t n) {
 #endif
 }
 
+#if HAVE_SHA_NI
 static PyObject *hex(const uint8_t *b, int n) {
     static const char digits[] = "0123456789abcdef";
     char out[64];
@@ -334,12 +340,22 @@ static PyObject *hex(const uint8_t *b, int n) {
 }
 
 static void put_be(uint8_t *p, uint32_t v) { p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v; }
+#endif
 
-static PyObject *Triple_hexdigests(Triple *self, PyObject *Py_UNUSED(ignored)) {
+static int usable(Triple *self) {
+    if (!self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Triple was not initialised");
+        return 0;
+    }
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "Triple is being updated by another thread");
-        return NULL;
+        return 0;
     }
+    return 1;
+}
+
+static PyObject *Triple_hexdigests(Triple *self, PyObject *Py_UNUSED(ignored)) {
+    if (!usable(self)) return NULL;
 #if HAVE_SHA_NI
     State s = self->st; /* the object stays usable: more bytes may follow */
     uint8_t blk[128] = {0}, md5[16], sha1[20], sha256[32];
@@ -373,12 +389,8 @@ static PyObject *Triple_hexdigests(Triple *self, PyObject *Py_UNUSED(ignored)) {
 
 static PyObject *Triple_update(Triple *self, PyObject *arg) {
     Py_buffer view;
+    if (!usable(self)) return NULL;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    if (self->busy) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_RuntimeError, "Triple is being updated by another thread");
-        return NULL;
-    }
     self->busy = 1;
     if (view.len >= GIL_MIN) {
         Py_BEGIN_ALLOW_THREADS
@@ -395,7 +407,11 @@ static PyObject *Triple_update(Triple *self, PyObject *arg) {
 static int Triple_init(Triple *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Triple", kwlist)) return -1;
-    if (!cpu_supported()) {
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Triple is being updated by another thread");
+        return -1;
+    }
+    if (!cpu_ok) {
         PyErr_SetString(PyExc_RuntimeError, "this processor lacks the SHA extensions");
         return -1;
     }
@@ -407,7 +423,7 @@ static int Triple_init(Triple *self, PyObject *args, PyObject *kwds) {
         {0x5be0cd19, 0x1f83d9ab, 0xa54ff53a, 0x3c6ef372},
     };
     self->st = start;
-    self->buflen = 0, self->total = 0, self->busy = 0;
+    self->buflen = 0, self->total = 0, self->busy = 0, self->ready = 1;
     return 0;
 }
 
@@ -429,7 +445,7 @@ static PyTypeObject TripleType = {
 };
 
 static PyObject *supported(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a)) {
-    return PyBool_FromLong(cpu_supported());
+    return PyBool_FromLong(cpu_ok);
 }
 
 static PyMethodDef module_methods[] = {
@@ -440,9 +456,11 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "examkit._digest_native",
     "MD5, SHA-1 and SHA-256 of a stream in one pass (SHA extensions).", -1, module_methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__digest_native(void) {
+    cpu_ok = cpu_supported();
     if (PyType_Ready(&TripleType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;

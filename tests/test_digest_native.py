@@ -56,6 +56,14 @@ def test_digests_can_be_read_midway_and_any_buffer_is_taken() -> None:
         t.update("text")  # type: ignore[arg-type]
 
 
+def test_misuse_raises_instead_of_giving_wrong_digests() -> None:
+    bare = native.Triple.__new__(native.Triple)  # never initialised: no state to hash with
+    with pytest.raises(RuntimeError, match="not initialised"):
+        bare.update(b"abc")
+    with pytest.raises(RuntimeError, match="not initialised"):
+        bare.hexdigests()
+
+
 @pytest.mark.skipif(shutil.which("md5sum") is None, reason="coreutils' md5sum is missing")
 def test_a_file_gives_what_coreutils_gives(tmp_path: Path) -> None:
     path = tmp_path / "stream.bin"
