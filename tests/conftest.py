@@ -139,6 +139,14 @@ def query(case: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any,
         conn.close()
 
 
+def run_count(case: Path, key: str) -> str:
+    """One entry of the (only) run's ``counts``: ``typed_by``, ``digested_by`` ..."""
+    import json
+
+    ((counts,),) = query(case, "SELECT counts FROM runs")
+    return str(json.loads(counts)[key])
+
+
 def dict_rows(case: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """Rows of a query on a case, as dicts."""
     conn = sqlite3.connect(case)

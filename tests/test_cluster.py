@@ -11,7 +11,7 @@ from examkit import filetype, hashing
 from examkit.errors import UsageError
 from examkit.executors import map_path
 from examkit.scan import ScanOptions, scan
-from tests.conftest import comparable_rows
+from tests.conftest import comparable_rows, run_count
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
 
@@ -47,19 +47,13 @@ def test_cluster_scan_equals_local_scan(
     assert comparable_rows(cluster_case, skip) == comparable_rows(local_case, skip)
     # the run records how the cluster's workers typed, as they said it (one answer each,
     # the same here: the same machine)
-    assert _typed_by(cluster_case) == _typed_by(local_case)
-    assert _typed_by(cluster_case).startswith(f"libmagic {filetype.libmagic_version()}: ")
+    assert run_count(cluster_case, "typed_by") == run_count(local_case, "typed_by")
+    assert run_count(cluster_case, "typed_by").startswith(
+        f"libmagic {filetype.libmagic_version()}: "
+    )
     # and how they computed the digests: each Dask worker checked the one-pass digest itself
-    assert _typed_by(cluster_case, "digested_by") == _typed_by(local_case, "digested_by")
-    assert _typed_by(cluster_case, "digested_by") == hashing.digests_used()
-
-
-def _typed_by(case: Path, key: str = "typed_by") -> str:
-    import json
-    import sqlite3
-
-    (counts,) = sqlite3.connect(case).execute("SELECT counts FROM runs").fetchone()
-    return str(json.loads(counts)[key])
+    assert run_count(cluster_case, "digested_by") == run_count(local_case, "digested_by")
+    assert run_count(cluster_case, "digested_by") == hashing.digests_used()
 
 
 def test_unreachable_scheduler_is_one_clear_error(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import shutil
 import sqlite3
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from examkit import hashing
+from tests.conftest import run_count
 
 native = pytest.importorskip("examkit._digest_native", reason="the compiled digest is not built")
 pytestmark = pytest.mark.skipif(
@@ -144,11 +144,6 @@ def _files(case: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def _digested_by(case: Path) -> str:
-    (counts,) = sqlite3.connect(case).execute("SELECT counts FROM runs").fetchone()
-    return str(json.loads(counts)["digested_by"])
-
-
 def test_a_scan_records_it_and_equals_a_hashlib_scan(
     fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -157,14 +152,14 @@ def test_a_scan_records_it_and_equals_a_hashlib_scan(
     image = fixture_images / "ntfs.raw"
     options = ScanOptions(workers=1, verify_media=False, perceptual=False)
     scan(tmp_path / "native.sqlite", [image], options=options)
-    assert _digested_by(tmp_path / "native.sqlite").startswith(
+    assert run_count(tmp_path / "native.sqlite", "digested_by").startswith(
         "md5, sha1 and sha256 in one pass (examkit._digest_native, SHA extensions; gave"
     )
     monkeypatch.setenv("EXAMKIT_NATIVE_DIGESTS", "0")  # inline: this process decides
     monkeypatch.setattr(hashing, "_triple", None)
     inline = ScanOptions(workers=0, verify_media=False, perceptual=False)
     scan(tmp_path / "hashlib.sqlite", [image], options=inline)
-    assert _digested_by(tmp_path / "hashlib.sqlite") == (
+    assert run_count(tmp_path / "hashlib.sqlite", "digested_by") == (
         "hashlib (OpenSSL) for each digest (EXAMKIT_NATIVE_DIGESTS=0)"
     )
     native_rows = _files(tmp_path / "native.sqlite")

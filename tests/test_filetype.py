@@ -10,6 +10,7 @@ import pytest
 
 from examkit import filetype
 from examkit.hashing import HEAD_SIZE
+from tests.conftest import run_count
 
 
 def _heads() -> list[bytes]:
@@ -70,14 +71,6 @@ def test_the_cache_is_bounded() -> None:
     assert filetype.HEAD_CACHE * HEAD_SIZE <= 8 * 1024 * 1024
 
 
-def _typed_by(case: Any) -> str:
-    import json
-    import sqlite3
-
-    (counts,) = sqlite3.connect(case).execute("SELECT counts FROM runs").fetchone()
-    return str(json.loads(counts)["typed_by"])
-
-
 def test_the_run_records_how_the_workers_typed(
     fixture_images: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,7 +81,7 @@ def test_the_run_records_how_the_workers_typed(
     image = fixture_images / "fat16.raw"
     options = ScanOptions(workers=1, verify_media=False, perceptual=False)
     scan(tmp_path / "pool.sqlite", [image], options=options)
-    pooled = _typed_by(tmp_path / "pool.sqlite")
+    pooled = run_count(tmp_path / "pool.sqlite", "typed_by")
     assert pooled.startswith(f"libmagic {filetype.libmagic_version()}: ")
     if magic_subset.unavailable() is None:
         assert "ASCII text through its checked subset (on: " in pooled
@@ -103,7 +96,7 @@ def test_the_run_records_how_the_workers_typed(
     finally:
         filetype._text_magic.cache_clear()  # loaded again once the variable is gone
         filetype._binary_magic.cache_clear()
-    assert _typed_by(tmp_path / "inline.sqlite").endswith(
+    assert run_count(tmp_path / "inline.sqlite", "typed_by").endswith(
         "full database for every head (off: EXAMKIT_FULL_MAGIC is set);"
         " other heads: full database (off: EXAMKIT_FULL_MAGIC is set)"
     )
