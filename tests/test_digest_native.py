@@ -95,6 +95,36 @@ def test_streams_use_it_and_keep_the_digests_order() -> None:
     assert got == {name: hashlib.new(name, data).hexdigest() for name in THREE}
 
 
+def test_a_hasher_that_is_not_standard_is_fed_itself() -> None:
+    """A plugin that replaces md5 (``standard`` left False) gets every chunk; the one pass
+    is not used for the three, and the others still give hashlib's digests."""
+    from examkit.plugins import registry
+
+    fed: list[int] = []
+
+    class Counting(hashing.Hasher):
+        name = "md5"
+
+        def new(self) -> hashing.HashObject:
+            inner = hashlib.md5()
+
+            class Obj:
+                def update(self, data: bytes) -> None:
+                    fed.append(len(data))
+                    inner.update(data)
+
+                def hexdigest(self) -> str:
+                    return inner.hexdigest()
+
+            return Obj()
+
+    others = [h for h in registry().hashers if h.name in ("sha1", "sha256")]
+    data = random.Random(3).randbytes(100_000)
+    got = hashing.hash_stream([data[:60_000], data[60_000:]], [Counting(), *others])
+    assert got.hexdigests() == {name: hashlib.new(name, data).hexdigest() for name in THREE}
+    assert fed == [60_000, 40_000]
+
+
 def test_the_variable_turns_it_off() -> None:
     code = (
         "from examkit import hashing; print(hashing.native_triple()[0]);"
