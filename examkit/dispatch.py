@@ -197,9 +197,17 @@ class Dispatch:
     def drain(self, block_until: int) -> None:
         """Write results until at most ``block_until`` units are in flight."""
         while len(self.in_flight) > block_until:
-            done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                self._finished(future, self.in_flight.pop(future))
+            self._next_done()
+
+    def drain_streams(self, block_until: int) -> None:
+        """Write results until the units in flight hold at most ``block_until`` streams."""
+        while sum(len(u.tasks) for u in self.in_flight.values()) > block_until:
+            self._next_done()
+
+    def _next_done(self) -> None:
+        done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+        for future in done:
+            self._finished(future, self.in_flight.pop(future))
 
     def follow(self, listing: Future[Any], item: EvidenceSet, options: ScanOptions) -> int:
         """Hand out, in file order, the entries a running listing has committed, until it
@@ -272,6 +280,9 @@ class Dispatch:
             self.progress.matched(counts.flagged, counts.known_good)
 
 
+EARLY_RESTORE = 16  # streams still in flight when the digest indexes are built again
+
+
 def hash_pending(
     dispatch: Dispatch, item: EvidenceSet, options: ScanOptions, after: int = 0
 ) -> None:
@@ -287,4 +298,10 @@ def hash_pending(
                                 nbytes + dispatch.done_bytes)  # fmt: skip
     for unit in units(dispatch.case, item, options, after):
         dispatch.submit(unit)
+    if dispatch.deferred:
+        # Once only a few streams are left (typically a large file whose digests end the
+        # scan), the digest indexes are built while they are hashed, not after them with
+        # a core idle: their few results then update the indexes as they are written.
+        dispatch.drain_streams(EARLY_RESTORE)
+        digest_indexes.restore(dispatch.case)
     dispatch.drain(0)

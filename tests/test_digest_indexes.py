@@ -63,6 +63,41 @@ def test_hashing_writes_without_them_and_they_are_built_again(
     assert "files_sha256" in " ".join(str(r) for r in plan)
 
 
+def test_they_are_built_while_the_last_streams_are_hashed(
+    fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once only EARLY_RESTORE streams are left in flight, the indexes are built before
+    their results are written; those results then go into the indexes as they are
+    written. With every stream counted as "few", the restore comes before any result."""
+    image = fixture_images / "ntfs.raw"
+    kept = tmp_path / "kept.sqlite"
+    with monkeypatch.context() as m:
+        m.setattr(digest_indexes, "threshold", lambda case, evidence_id: 1 << 62)
+        do_scan(kept, [image])
+    events: list[str] = []
+    real_write, real_restore = dispatch.write_results, digest_indexes.restore
+
+    def write(case: Any, *args: Any) -> Any:
+        events.append(f"write {len(digest_indexes.missing(case.conn))}")
+        return real_write(case, *args)
+
+    def restore(case: Any) -> list[str]:
+        built = real_restore(case)
+        events.append(f"restore {len(built)}")
+        return built
+
+    monkeypatch.setattr(dispatch, "write_results", write)
+    monkeypatch.setattr(digest_indexes, "restore", restore)
+    monkeypatch.setattr(dispatch, "EARLY_RESTORE", 1 << 30)
+    early = tmp_path / "early.sqlite"
+    do_scan(early, [image], workers=0)  # one unit: nothing is written before the restore
+    assert events[0] == "restore 3"
+    assert {e for e in events if e.startswith("write")} == {"write 0"}
+    sql = f"SELECT {RESULT} FROM files ORDER BY file_id"
+    assert query(early, sql) == query(kept, sql)
+    assert _index_sql(early) == _index_sql(kept)
+
+
 def test_a_small_item_added_to_a_larger_case_keeps_them(
     fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drops: list[int]
 ) -> None:
