@@ -7,7 +7,8 @@ written to the case for a 63 MB file, and 6.5 s more of the writer's CPU, than
 with the indexes built once at the end in 0.4 s). So a scan drops them once it
 has handed out more streams than a quarter of the case's other rows (a small
 item added to a large case keeps them: rebuilding would cost more) and builds
-them again, from the same definitions, when the item's hashing ends. A scan
+them again, from the same definitions, as the item's hashing ends (while its last
+few streams are hashed: ``examkit.dispatch.EARLY_RESTORE``). A scan
 that stops on the way (interrupted, killed) leaves them to the next scan of the
 case, which builds them once its items are done; reading the case without them
 is slower, never wrong.
