@@ -160,6 +160,9 @@ def write_results(
         return write_matches(conn, matcher.rows(hashed, run_id) if matcher else [])
 
 
+HOLD_UNITS = 64  # small units one look of ``follow`` holds back behind its large streams
+
+
 class Dispatch:
     """Units in flight on the executor (at most two per worker); each unit's results are
     written as it comes back."""
@@ -225,6 +228,10 @@ class Dispatch:
             ended, seen = listing.done(), 0
             failed = ended and listing.exception() is not None
             if not ended or failed:
+                # a large stream goes out as soon as it is seen, before the small units cut
+                # ahead of it in the same look: its digests are the longest single job
+                # (the bench image's 1.2 GB file waited for a unit of 256 small files)
+                small: list[WorkUnit] = []
                 for task in pending_tasks(self.case, item.evidence_id, 1 << 62, last):
                     if not ended and listing.done():
                         ended = True
@@ -233,8 +240,18 @@ class Dispatch:
                             break  # the rest goes out largest first
                     last, seen = task.file_id, seen + 1
                     unit = cutter.add(task)
-                    if unit is not None:
+                    if unit is None:
+                        continue
+                    if len(unit.tasks) == 1 and task.size >= options.unit_bytes:
                         self.submit(unit)
+                    else:
+                        small.append(unit)
+                        if len(small) >= HOLD_UNITS:  # a long look: hand them out on the way
+                            for waiting in small:
+                                self.submit(waiting)
+                            small = []
+                for waiting in small:
+                    self.submit(waiting)
             if seen and self.progress:
                 self.progress.listed(seen)
             self.listed += seen

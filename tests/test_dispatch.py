@@ -146,6 +146,33 @@ def test_follow_hands_out_listed_entries_before_the_listing_ends(relisted: Any) 
     assert dispatch.done_files == len(expected)
 
 
+def test_follow_hands_out_a_large_stream_before_the_small_units_seen_with_it(
+    relisted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In one look at what the listing committed, the large streams go out first: a
+    worker free now starts the longest job, not a unit of small files ahead of it."""
+    image, work, _expected = relisted
+    listing: Future[int] = Future()
+    case, item, opts, executor, follower = _dispatch(work, image, listing, unit_bytes=1000)
+    first_look = query(work, "SELECT max(file_id) FROM files WHERE status = 'pending'")[0][0]
+    looks, real = [], dispatch.pending_tasks
+
+    def looking(*args: Any, **kwargs: Any) -> Iterator[StreamTask]:
+        looks.append(1)
+        if len(looks) == 2:  # the listing ends after the first look
+            listing.set_result(0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch, "pending_tasks", looking)
+    follower.follow(listing, item, opts)
+    case.close()
+    sizes = dict(query(work, "SELECT file_id, size FROM files"))
+    looked = [ids for _, ids in executor.units if max(ids) <= first_look]
+    kinds = ["large" if len(ids) == 1 and sizes[ids[0]] >= 1000 else "small" for ids in looked]
+    assert "large" in kinds and "small" in kinds
+    assert kinds == sorted(kinds)  # every large unit before every small one
+
+
 def test_follow_stops_when_the_listing_fails(relisted: Any) -> None:
     image, work, expected = relisted
     listing: Future[int] = Future()
