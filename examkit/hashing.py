@@ -214,11 +214,12 @@ def _lanes_for(count: int) -> list[_Lane]:
 class StreamDigest:
     """Feeds each chunk to every hasher once; keeps the first bytes for typing.
 
-    Large chunks go to every digest at the same time, each digest in a thread of its own
-    (a lane; hashlib releases the GIL), and the reader goes on reading while they run,
-    up to ``AHEAD`` chunks ahead of the slowest: one big file is then bound by its
-    slowest digest, not by the sum of all of them. Each digest still sees the chunks one
-    after another, in order.
+    MD5, SHA-1 and SHA-256 are one object when ``native_triple`` allows it (one pass over
+    each chunk). Large chunks go to every digest object at the same time, each in a thread
+    of its own (a lane; hashlib and the one pass release the GIL), and the reader goes on
+    reading while they run, up to ``AHEAD`` chunks ahead of the slowest: one big file is
+    then bound by its slowest digest, not by the sum of all of them. Each digest still
+    sees the chunks one after another, in order.
     """
 
     def __init__(self, hashers: Sequence[Hasher]) -> None:
@@ -238,7 +239,7 @@ class StreamDigest:
     def update(self, chunk: bytes) -> None:
         # one digest object (the triple) goes to a lane from a stream's second large chunk:
         # the reader then reads on while it hashes, and a one-chunk file has no hand-over
-        if len(chunk) >= PARALLEL_MIN and (len(self._objects) > 1 or self._pending or self.bytes):
+        if len(chunk) >= PARALLEL_MIN and (len(self._objects) > 1 or self.bytes):
             while len(self._pending) >= AHEAD:
                 self._pending.popleft().wait()
             done = _Chunk(len(self._objects))
