@@ -45,7 +45,9 @@ def local_executor(workers: int, stall_seconds: float = STALL_SECONDS) -> Execut
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload([PRELOAD])
-    return IsolatedPool(workers, context, (PRELOAD,), stall_seconds)
+    from .worker import settle
+
+    return IsolatedPool(workers, context, (PRELOAD,), stall_seconds, initializer=settle)
 
 
 def start_fork_server() -> None:

@@ -63,11 +63,15 @@ def heartbeat() -> None:
         _conn.send(("beat", None))
 
 
-def _worker_main(conn: Connection, preload: tuple[str, ...]) -> None:
+def _worker_main(
+    conn: Connection, preload: tuple[str, ...], initializer: Callable[[], None] | None = None
+) -> None:
     global _conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for module in preload:
         __import__(module)
+    if initializer is not None:
+        initializer()
     _conn = conn
     while True:
         try:
@@ -88,9 +92,12 @@ def _worker_main(conn: Connection, preload: tuple[str, ...]) -> None:
 
 
 class _Worker:
-    def __init__(self, context: Any, preload: tuple[str, ...]) -> None:
+    def __init__(
+        self, context: Any, preload: tuple[str, ...], initializer: Callable[[], None] | None
+    ) -> None:
         parent, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, preload), daemon=True)
+        self.process = context.Process(target=_worker_main, args=(child, preload, initializer),
+                                       daemon=True)  # fmt: skip
         self.process.start()
         child.close()
         self.conn: Connection = parent
@@ -113,10 +120,12 @@ class IsolatedPool(Executor):
         context: Any = None,
         preload: tuple[str, ...] = (),
         stall_seconds: float = STALL_SECONDS,
+        initializer: Callable[[], None] | None = None,
     ) -> None:
         self.workers = max(1, workers)
         self.context = context or multiprocessing.get_context()
         self.preload = preload
+        self.initializer = initializer  # run by each worker after the imports, before jobs
         self.stall_seconds = stall_seconds
         self.crashes = 0  # workers that died or were killed, for the record
         self._queue: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
@@ -166,7 +175,7 @@ class IsolatedPool(Executor):
             # evidence libraries) overlaps the caller's own set-up instead of delaying the
             # first job.
             while len(self._pool) < self.workers and not self._closing:
-                worker = _Worker(self.context, self.preload)
+                worker = _Worker(self.context, self.preload, self.initializer)
                 with self._lock:
                     self._pool.append(worker)
             while True:
@@ -196,7 +205,7 @@ class IsolatedPool(Executor):
             while self._queue:
                 worker = next((w for w in self._pool if w.job is None), None)
                 if worker is None and len(self._pool) < self.workers:
-                    worker = _Worker(self.context, self.preload)
+                    worker = _Worker(self.context, self.preload, self.initializer)
                     self._pool.append(worker)
                 if worker is None:
                     return
