@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .archives import ArchiveResult
 from .perceptual import ImageResult
@@ -20,6 +20,8 @@ REALLOCATED = "reallocated"  # a deleted name whose metadata now belongs to anot
 STATUSES = (PENDING, OK, SHORT, ERROR, NO_CONTENT, NO_METADATA, REALLOCATED)
 
 # Entry states in ``files.state``.
+_NO_DIGESTS: Mapping[str, str] = {}  # a failed stream's (a plain dict: results are pickled)
+
 ALLOCATED = "allocated"
 DELETED = "deleted"
 ORPHAN = "orphan"
@@ -68,9 +70,14 @@ class FileSystemInfo:
     details: Mapping[str, Any] | None = None  # stored as JSON in ``filesystems.details``
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """One data stream (or content-less entry) found by a walker, metadata only."""
+class FileEntry(NamedTuple):
+    """One data stream (or content-less entry) found by a walker, metadata only.
+
+    This and the other per-stream records (``StreamTask``, ``StreamResult``) are named
+    tuples, not frozen dataclasses: one of each is made for every stream of a scan, and the
+    last two cross between processes. A dataclass took 1.9-4.2 microseconds to make and
+    4-5 to pickle and unpickle, a named tuple 0.5 and 1-2.5 (20,103 small files: 2.30-2.67
+    -> 2.19-2.30 s, 6 interleaved pairs)."""
 
     seq: int
     path: str
@@ -96,8 +103,7 @@ class FileEntry:
         return self.state == ALLOCATED
 
 
-@dataclass(frozen=True)
-class StreamTask:
+class StreamTask(NamedTuple):
     """What a worker needs to read one stream: where it is, not what it is called."""
 
     file_id: int
@@ -127,14 +133,13 @@ class WorkUnit:
         return sum(t.size for t in self.tasks)
 
 
-@dataclass(frozen=True)
-class StreamResult:
+class StreamResult(NamedTuple):
     """The outcome of reading one stream."""
 
     file_id: int
     status: str
     bytes_read: int
-    digests: Mapping[str, str] = field(default_factory=dict)
+    digests: Mapping[str, str] = _NO_DIGESTS  # shared: never changed in place
     mime: str | None = None
     extension_mismatch: int | None = None
     error: str | None = None
