@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from .scan import Progress, ScanOptions
 
 PAGE = 5000
-POLL_SECONDS = 0.05  # how often newly listed entries are looked for while listing runs
+# How often newly listed entries are looked for while listing runs. Bench image: its
+# 1.2 GB file went out 66-72 ms after the listing's first commit with 0.05 s, 20-27 ms
+# with 0.01 (and LARGE_COMMIT_SECONDS 0.005); a look that finds nothing costs a query.
+POLL_SECONDS = 0.01
 
 _TASK_COLUMNS = (
     "SELECT f.file_id, fs.walker, fs.offset, f.inode, f.attr_type, f.attr_id, f.size,"

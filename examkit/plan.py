@@ -35,7 +35,7 @@ COMMIT_SECONDS = 0.2  # a batch is committed at least this often: hashing follow
 # every LARGE_COMMIT_SECONDS (a walk through thousands of videos is not a commit each).
 FIRST_BATCH = 256
 LARGE_STREAM = 32 << 20
-LARGE_COMMIT_SECONDS = 0.02
+LARGE_COMMIT_SECONDS = 0.005
 _FILE_COLUMNS = (
     "evidence_id", "volume_id", "filesystem_id", "seq", "path", "name", "path_bytes",
     "name_bytes", "stream", "attr_type", "attr_id", "inode", "meta_type", "size", "allocated",
