@@ -20,8 +20,6 @@ REALLOCATED = "reallocated"  # a deleted name whose metadata now belongs to anot
 STATUSES = (PENDING, OK, SHORT, ERROR, NO_CONTENT, NO_METADATA, REALLOCATED)
 
 # Entry states in ``files.state``.
-_NO_DIGESTS: Mapping[str, str] = {}  # a failed stream's (a plain dict: results are pickled)
-
 ALLOCATED = "allocated"
 DELETED = "deleted"
 ORPHAN = "orphan"
@@ -131,6 +129,9 @@ class WorkUnit:
     @property
     def size(self) -> int:
         return sum(t.size for t in self.tasks)
+
+
+_NO_DIGESTS: Mapping[str, str] = {}  # a failed stream's (a plain dict: results are pickled)
 
 
 class StreamResult(NamedTuple):
