@@ -279,14 +279,6 @@ class StreamDigest:
         return {name: out[name] for name in self._names}
 
 
-def start_lanes(hashers: Sequence[Hasher]) -> int:
-    """Start the calling thread's lanes for streams hashed with ``hashers`` now, instead of
-    at the first large stream (``examkit.worker.settle``); returns how many there are."""
-    count = len(StreamDigest(hashers)._objects)
-    _lanes_for(count)
-    return count
-
-
 def hash_stream(chunks: Iterable[bytes], hashers: Sequence[Hasher]) -> StreamDigest:
     """Hash an iterable of chunks with every hasher in a single pass."""
     digest = StreamDigest(hashers)

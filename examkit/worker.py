@@ -11,13 +11,15 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .archives import ArchiveFormat, ArchiveLimits, ArchiveResult, expand, format_for
 from .evidence import MediaStream, hash_media, open_media
 from .filetype import detect_mime, extension_mismatch
-from .hashing import HEAD_SIZE, StreamDigest, keep_chunk_pages, start_lanes
+from .hashing import HEAD_SIZE, StreamDigest, keep_chunk_pages
 from .isolation import heartbeat
 from .layers import Locked, Unlock, open_chain
 from .models import ERROR, OK, SHORT, StreamResult, WorkUnit
@@ -26,34 +28,42 @@ from .plan import ListingOptions
 from .plugins import registry
 from .walk import FileSystemHandle
 
+T = TypeVar("T")
 _local = threading.local()  # one open evidence per thread (Dask workers may run several)
 
-# How much lower a local worker's own thread runs than its digest lanes (``settle``);
-# EXAMKIT_READER_NICENESS=0 leaves it as it is.
+# How much lower than the rest of a local worker its listing and its units of small streams
+# run (``settle``); EXAMKIT_READER_NICENESS=0 leaves them as they are.
 READER_NICENESS = 10
 NICENESS_ENV = "EXAMKIT_READER_NICENESS"
+_lowered: ThreadPoolExecutor | None = None  # the thread for the listing and small streams
 
 
 def settle() -> None:
-    """Run by each local pool worker before its first job (``examkit.executors``): start the
-    digest lanes, then lower the priority of this thread alone (on Linux a thread has a
-    niceness of its own), so the lanes, started before it, keep the process's.
+    """Run by each local pool worker before its first job (``examkit.executors``): start a
+    thread of its own for the listing and for units of several (small) streams, at a
+    priority lowered by ``READER_NICENESS`` (on Linux a thread has a niceness of its own).
+    Everything else the worker runs keeps the process's priority: a stream of its own (a
+    large file, whose digests are the one job of a scan that cannot be split and often end
+    it) and the media's verification (which a default scan waits for, twice).
 
-    A large file's digests are the one job of a scan that cannot be split, and with a big
-    file they end it; everything else a worker does (listing, small files, reading ahead
-    of the lanes) can wait. When threads want more cores than there are, a lane then gets
-    a core nearly to itself (bench image, 2 cores: 75% of one before, ~90% after). With
-    nothing else to run, the lowered thread runs as fast as before."""
+    When threads want more cores than there are, a large file's digests then get a core
+    nearly to themselves (bench image, 2 cores: its lane had ~75% of one before, 90-100%
+    after). With nothing else to run, the lowered work goes as fast as before."""
+    global _lowered
     niceness = os.environ.get(NICENESS_ENV, "").strip()
     step = int(niceness) if niceness.isdigit() else READER_NICENESS
     if step <= 0 or not sys.platform.startswith("linux"):
         return
-    start_lanes(registry().hashers)
+    _lowered = ThreadPoolExecutor(1, "examkit-lowered", initializer=_lower, initargs=(step,))
+    _lowered.submit(int).result()  # started, and lowered, before the first job
+
+
+def _lower(step: int) -> None:
     thread = threading.get_native_id()
     try:
         current = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(19, current + step))
-    except OSError:  # not allowed here: the worker runs as it was
+    except OSError:  # not allowed here: they run as the rest
         pass
 
 
@@ -126,8 +136,19 @@ def hash_unit(unit: WorkUnit) -> list[StreamResult]:
     One read per stream: the chunks feed every digest, the first bytes give the
     type; an image's chunks are also kept (up to ``MAX_IMAGE_BYTES``) to be
     decoded once for the perceptual hashes, and an archive's are spooled to a
-    temporary file whose members are then read (``examkit.archives``).
+    temporary file whose members are then read (``examkit.archives``). In a local
+    pool's worker a unit of several streams runs at a lower priority (``settle``).
     """
+    if len(unit.tasks) > 1:
+        return _lowered_if_settled(_hash_unit, unit)
+    return _hash_unit(unit)
+
+
+def _lowered_if_settled(fn: Callable[..., T], *args: Any) -> T:
+    return _lowered.submit(fn, *args).result() if _lowered is not None else fn(*args)
+
+
+def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
     keep_chunk_pages()  # set already in a local pool's workers; a Dask worker's first unit
     media = _media(unit.container, unit.paths)
     reg = registry()
@@ -230,7 +251,18 @@ def list_evidence(
     """List every volume, file system and entry of one evidence item into the case (in a
     worker: a crash or a hang of The Sleuth Kit on corrupt metadata costs this listing, not
     the scan). The parent holds the case's lock; meanwhile it writes only the results of
-    the entries already listed, which it hands out to the other workers."""
+    the entries already listed, which it hands out to the other workers. In a local pool's
+    worker it runs at a lower priority (``settle``)."""
+    return _lowered_if_settled(_list_evidence, case_path, evidence_id, container, paths, options)
+
+
+def _list_evidence(
+    case_path: str,
+    evidence_id: str,
+    container: str,
+    paths: tuple[str, ...],
+    options: ListingOptions | None,
+) -> int:
     from .case import Case
     from .plan import plan_evidence
 
