@@ -8,7 +8,7 @@ hands out the entries it has committed so far, so hashing starts before listing 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -163,6 +163,13 @@ def write_results(
         return write_matches(conn, matcher.rows(hashed, run_id) if matcher else [])
 
 
+def submit_large(executor: Executor) -> Callable[..., Future[Any]]:
+    """How to hand out a job on one large stream (a unit of its own, the whole media): to a
+    pool's reserved worker when it has one (``IsolatedPool.submit_large``)."""
+    submit: Callable[..., Future[Any]] = getattr(executor, "submit_large", executor.submit)
+    return submit
+
+
 HOLD_UNITS = 64  # small units one look of ``follow`` holds back behind its large streams
 
 
@@ -183,6 +190,7 @@ class Dispatch:
         self.progress, self.matcher = progress, matcher
         slots = getattr(executor, "workers", options.workers)  # a cluster reports its threads
         self.limit = max(2, 2 * max(1, slots))
+        self.large = options.unit_bytes  # a stream this large is a unit of its own
         self.in_flight: dict[Future[list[StreamResult]], WorkUnit] = {}
         self.done_files = self.done_bytes = 0  # streams hashed and recorded
         self.listed = 0  # entries reported listed by ``follow``
@@ -198,7 +206,9 @@ class Dispatch:
         if self.defer_after is not None and self.handed > self.defer_after:
             digest_indexes.drop(self.case)
             self.defer_after, self.deferred = None, True
-        self.in_flight[self.executor.submit(hash_unit, unit)] = unit
+        one_large = len(unit.tasks) == 1 and unit.tasks[0].size >= self.large
+        submit = submit_large(self.executor) if one_large else self.executor.submit
+        self.in_flight[submit(hash_unit, unit)] = unit
 
     def drain(self, block_until: int) -> None:
         """Write results until at most ``block_until`` units are in flight."""

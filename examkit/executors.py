@@ -47,7 +47,10 @@ def local_executor(workers: int, stall_seconds: float = STALL_SECONDS) -> Execut
         context.set_forkserver_preload([PRELOAD])
     from .worker import settle
 
-    return IsolatedPool(workers, context, (PRELOAD,), stall_seconds, initializer=settle)
+    # one more worker, for large streams only: a big file found while the others hash
+    # small ones starts at once (its digests cannot be split, and they often end a scan)
+    return IsolatedPool(workers, context, (PRELOAD,), stall_seconds, initializer=settle,
+                        reserved=1)  # fmt: skip
 
 
 def start_fork_server() -> None:

@@ -93,8 +93,13 @@ def _worker_main(
 
 class _Worker:
     def __init__(
-        self, context: Any, preload: tuple[str, ...], initializer: Callable[[], None] | None
+        self,
+        context: Any,
+        preload: tuple[str, ...],
+        initializer: Callable[[], None] | None,
+        reserved: bool = False,
     ) -> None:
+        self.reserved = reserved  # takes only jobs submitted with ``submit_large``
         parent, child = context.Pipe()
         self.process = context.Process(target=_worker_main, args=(child, preload, initializer),
                                        daemon=True)  # fmt: skip
@@ -112,7 +117,9 @@ class _Worker:
 
 
 class IsolatedPool(Executor):
-    """``workers`` processes, one job each at a time; see the module docstring."""
+    """``workers`` processes, one job each at a time; see the module docstring. ``reserved``
+    more take only jobs given with ``submit_large`` (a large stream: its digests cannot be
+    split, so it should not wait behind the small ones), which also go to the others."""
 
     def __init__(
         self,
@@ -121,14 +128,16 @@ class IsolatedPool(Executor):
         preload: tuple[str, ...] = (),
         stall_seconds: float = STALL_SECONDS,
         initializer: Callable[[], None] | None = None,
+        reserved: int = 0,
     ) -> None:
         self.workers = max(1, workers)
+        self.reserved = max(0, reserved)
         self.context = context or multiprocessing.get_context()
         self.preload = preload
         self.initializer = initializer  # run by each worker after the imports, before jobs
         self.stall_seconds = stall_seconds
         self.crashes = 0  # workers that died or were killed, for the record
-        self._queue: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._queue: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], bool]] = deque()
         self._pool: list[_Worker] = []
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
@@ -139,11 +148,18 @@ class IsolatedPool(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if kwargs:
             raise TypeError("IsolatedPool jobs take positional arguments only")
+        return self._enqueue(fn, args, False)
+
+    def submit_large(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        """``submit`` for a job on one large stream: a reserved worker takes it first."""
+        return self._enqueue(fn, args, True)
+
+    def _enqueue(self, fn: Callable[..., Any], args: tuple[Any, ...], large: bool) -> Future[Any]:
         future: Future[Any] = Future()
         with self._lock:
             if self._closing:
                 raise RuntimeError("the pool is shut down")
-            self._queue.append((future, fn, args))
+            self._queue.append((future, fn, args, large))
         os.write(self._wake_w, b"x")
         return future
 
@@ -174,8 +190,10 @@ class IsolatedPool(Executor):
             # Every worker is started at once: its start-up (an interpreter importing the
             # evidence libraries) overlaps the caller's own set-up instead of delaying the
             # first job.
-            while len(self._pool) < self.workers and not self._closing:
-                worker = _Worker(self.context, self.preload, self.initializer)
+            for reserved in [False] * self.workers + [True] * self.reserved:
+                if self._closing:
+                    break
+                worker = _Worker(self.context, self.preload, self.initializer, reserved)
                 with self._lock:
                     self._pool.append(worker)
             while True:
@@ -200,16 +218,32 @@ class IsolatedPool(Executor):
             os.close(self._wake_r)
             os.close(self._wake_w)
 
+    def _idle(self, large: bool) -> _Worker | None:
+        """An idle worker for a job (started if one is missing); a large job tries the
+        reserved workers first."""
+        for reserved in (True, False) if large else (False,):
+            worker = next((w for w in self._pool if w.job is None and w.reserved == reserved),
+                          None)  # fmt: skip
+            if worker is not None:
+                return worker
+            if sum(w.reserved == reserved for w in self._pool) < (
+                self.reserved if reserved else self.workers
+            ):
+                worker = _Worker(self.context, self.preload, self.initializer, reserved)
+                self._pool.append(worker)
+                return worker
+        return None
+
     def _dispatch(self) -> None:
         with self._lock:
-            while self._queue:
-                worker = next((w for w in self._pool if w.job is None), None)
-                if worker is None and len(self._pool) < self.workers:
-                    worker = _Worker(self.context, self.preload, self.initializer)
-                    self._pool.append(worker)
+            waiting: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], bool]] = deque()
+            while self._queue:  # in order; a large job may pass small ones that must wait
+                entry = self._queue.popleft()
+                future, fn, args, large = entry
+                worker = self._idle(large)
                 if worker is None:
-                    return
-                future, fn, args = self._queue.popleft()
+                    waiting.append(entry)
+                    continue
                 if not future.set_running_or_notify_cancel():
                     continue
                 worker.job = (future, fn, args)
@@ -219,6 +253,7 @@ class IsolatedPool(Executor):
                 except (OSError, ValueError) as exc:
                     worker.job = None
                     future.set_exception(exc)
+            self._queue = waiting
 
     def _collect(self, worker: _Worker) -> None:
         while True:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from . import custody, digest_indexes
 from .case import Case
 from .clock import utc_now
-from .dispatch import Dispatch, hash_pending
+from .dispatch import Dispatch, hash_pending, submit_large
 from .errors import EvidenceError, ExamkitError, UsageError
 from .evidence import ALGORITHMS, open_media, verify
 from .executors import ClusterExecutor, default_workers, local_executor, map_path
@@ -275,7 +275,7 @@ def _scan_one(
     paths = tuple(map_path(str(p), options.path_map) for p in item.paths)
     media_job: Future[dict[str, str]] | None = None
     if options.verify_media:  # verified as the run starts, read alongside the hashing
-        media_job = executor.submit(hash_whole_media, item.container.name, paths)
+        media_job = submit_large(executor)(hash_whole_media, item.container.name, paths)
     if options.resume and matcher:  # streams hashed by the interrupted run
         counts = match_case(case, matcher, run_id, item.evidence_id, before_run=run_id)
         if progress and (counts.flagged or counts.known_good):
@@ -291,7 +291,7 @@ def _scan_one(
         _record_verification(case, item.evidence_id, computed, examiner, "start")
         if options.confirm_media:  # and confirmed unchanged as it ends
             with _reading():
-                again = executor.submit(hash_whole_media, item.container.name, paths,
+                again = submit_large(executor)(hash_whole_media, item.container.name, paths,
                                         _confirming(case, item.evidence_id)).result()  # fmt: skip
             _record_verification(case, item.evidence_id, again, examiner, "end")
     with case.transaction() as conn:

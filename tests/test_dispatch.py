@@ -173,6 +173,35 @@ def test_follow_hands_out_a_large_stream_before_the_small_units_seen_with_it(
     assert kinds == sorted(kinds)  # every large unit before every small one
 
 
+class RecordingLarge(Recording):
+    """``Recording`` with a pool's ``submit_large``: records the units given to it."""
+
+    def __init__(self, listing: Future[Any]) -> None:
+        super().__init__(listing)
+        self.large: list[list[int]] = []
+
+    def submit_large(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        (unit,) = args
+        self.large.append([t.file_id for t in unit.tasks])
+        return self.submit(fn, *args)
+
+
+def test_a_unit_of_one_large_stream_goes_to_submit_large(relisted: Any) -> None:
+    image, work, expected = relisted
+    done: Future[int] = Future()
+    done.set_result(0)
+    case, item, opts, _executor, _ = _dispatch(work, image, done, unit_bytes=1000)
+    run_id = query(work, "SELECT max(run_id) FROM runs")[0][0]
+    executor = RecordingLarge(done)
+    hash_pending(Dispatch(case, run_id, executor, opts, None, Matcher([])), item, opts)
+    case.close()
+    sizes = dict(query(work, "SELECT file_id, size FROM files"))
+    large = [ids for _, ids in executor.units if len(ids) == 1 and sizes[ids[0]] >= 1000]
+    assert large and executor.large == large  # those, and only those
+    results = _results(work)  # the listed half ("hidden": not listed yet)
+    assert results and all(expected[k] == v for k, v in results.items())
+
+
 def test_follow_stops_when_the_listing_fails(relisted: Any) -> None:
     image, work, expected = relisted
     listing: Future[int] = Future()

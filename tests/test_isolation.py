@@ -48,6 +48,10 @@ def fail(_x: int) -> int:
     raise ValueError("an ordinary error")
 
 
+def pid(_x: int) -> int:
+    return os.getpid()
+
+
 @pytest.fixture
 def pool() -> IsolatedPool:
     executor = IsolatedPool(2, multiprocessing.get_context("forkserver"), stall_seconds=1.0)
@@ -102,6 +106,27 @@ if targets:
         return original(unit)
     worker.hash_unit = hash_unit
 """
+
+
+def test_a_large_job_does_not_wait_behind_small_ones() -> None:
+    pool = IsolatedPool(1, multiprocessing.get_context("forkserver"), reserved=1)
+    try:
+        busy = pool.submit(slow_but_alive, 3.0)  # the one ordinary worker
+        time.sleep(0.2)
+        small = pool.submit(pid, 0)
+        started = time.monotonic()
+        large = pool.submit_large(pid, 0)  # goes to the reserved worker at once
+        reserved_pid = large.result(30)
+        assert time.monotonic() - started < 2.5 and not busy.done() and not small.done()
+        assert small.result(30) != reserved_pid  # a small job never goes to the reserved one
+        assert busy.result(30) == "done"
+        # with the reserved worker busy, a large job takes an idle ordinary worker
+        again = pool.submit_large(slow_but_alive, 1.0)
+        time.sleep(0.2)
+        assert pool.submit_large(pid, 0).result(30) != reserved_pid
+        assert again.result(30) == "done"
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _scan(image: Path, case: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
