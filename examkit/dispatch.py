@@ -163,6 +163,11 @@ def write_results(
         return write_matches(conn, matcher.rows(hashed, run_id) if matcher else [])
 
 
+def one_large(unit: WorkUnit, unit_bytes: int) -> bool:
+    """Whether ``unit`` is one stream of ``unit_bytes`` or more (cut as a unit of its own)."""
+    return len(unit.tasks) == 1 and unit.tasks[0].size >= unit_bytes
+
+
 def submit_large(executor: Executor) -> Callable[..., Future[Any]]:
     """How to hand out a job on one large stream (a unit of its own, the whole media): to a
     pool's reserved worker when it has one (``IsolatedPool.submit_large``)."""
@@ -190,7 +195,7 @@ class Dispatch:
         self.progress, self.matcher = progress, matcher
         slots = getattr(executor, "workers", options.workers)  # a cluster reports its threads
         self.limit = max(2, 2 * max(1, slots))
-        self.large = options.unit_bytes  # a stream this large is a unit of its own
+        self.unit_bytes = options.unit_bytes  # a stream this large is a unit of its own
         self.in_flight: dict[Future[list[StreamResult]], WorkUnit] = {}
         self.done_files = self.done_bytes = 0  # streams hashed and recorded
         self.listed = 0  # entries reported listed by ``follow``
@@ -206,8 +211,8 @@ class Dispatch:
         if self.defer_after is not None and self.handed > self.defer_after:
             digest_indexes.drop(self.case)
             self.defer_after, self.deferred = None, True
-        one_large = len(unit.tasks) == 1 and unit.tasks[0].size >= self.large
-        submit = submit_large(self.executor) if one_large else self.executor.submit
+        large = one_large(unit, self.unit_bytes)
+        submit = submit_large(self.executor) if large else self.executor.submit
         self.in_flight[submit(hash_unit, unit)] = unit
 
     def drain(self, block_until: int) -> None:
@@ -255,7 +260,7 @@ class Dispatch:
                     unit = cutter.add(task)
                     if unit is None:
                         continue
-                    if len(unit.tasks) == 1 and task.size >= options.unit_bytes:
+                    if one_large(unit, options.unit_bytes):
                         self.submit(unit)
                     else:
                         small.append(unit)
