@@ -211,9 +211,10 @@ class IsolatedPool(Executor):
                         self._collect(worker)
                 self._check_stalls()
         finally:
-            for worker in self._pool:
+            for worker in self._pool:  # all are told first: they end at the same time
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
+            for worker in self._pool:
                 worker.stop(kill=worker.job is not None)
             os.close(self._wake_r)
             os.close(self._wake_w)
