@@ -21,7 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 # result tables and their primary-key order
 TABLES = {
@@ -50,6 +53,15 @@ def _columns(conn: sqlite3.Connection, table: str, count: int | None = None) -> 
     ]
 
 
+def _digest_query(conn: sqlite3.Connection, table: str, count: int | None = None,
+                  where: str = "") -> str:  # fmt: skip
+    """Each row's canonical JSON as UTF-8 bytes with its newline, in primary-key order."""
+    return (
+        f"SELECT CAST(json_array({', '.join(_columns(conn, table, count))}) || char(10) AS BLOB)"
+        f" FROM {table}{where} ORDER BY {TABLES[table]}"
+    )
+
+
 def table_digest(conn: sqlite3.Connection, table: str, count: int | None = None) -> tuple[str, int]:
     """``(sha256, rows)`` of one result table (over its first ``count`` columns if given).
 
@@ -60,12 +72,8 @@ def table_digest(conn: sqlite3.Connection, table: str, count: int | None = None)
     """
     digest = hashlib.sha256()
     rows = 0
-    cursor = conn.execute(
-        f"SELECT CAST(json_array({', '.join(_columns(conn, table, count))}) || char(10) AS BLOB)"
-        f" FROM {table} ORDER BY {TABLES[table]}"
-    )
-    for (line,) in cursor:  # row by row: 20,103 rows in 85-91 ms, 97-125 ms joined by pages
-        digest.update(line)
+    for (line,) in conn.execute(_digest_query(conn, table, count)):
+        digest.update(line)  # row by row: 20,103 rows in 85-91 ms, 97-125 ms joined by pages
         rows += 1
     return digest.hexdigest(), rows
 
@@ -127,3 +135,56 @@ def state_differences(conn: sqlite3.Connection) -> tuple[int | None, list[str]]:
             )
             problems.append(f"table {table} changed after custody entry {seq} ({change})")
     return seq, problems
+
+
+class StateAhead:
+    """``state_digest`` of a case read ahead, in a thread with a read-only connection of its
+    own, while the caller goes on (the rows' JSON is SQLite's work, done with the GIL
+    released). ``scan`` starts it once the last result is written, and closes the run with
+    it while its workers stop.
+
+    ``result`` gives the state only if nothing was written to the case since the start: no
+    row changed through the caller's connection, nothing committed by another, the same
+    schema. Otherwise ``None``, and the caller digests the case itself.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._mark = _writes(conn)
+        self._future: Future[dict[str, Any]] | None = None
+        if conn.in_transaction:  # what it holds uncommitted, other connections do not see
+            return
+        runner = ThreadPoolExecutor(1, "examkit-state")
+        self._future = runner.submit(_read_state, path)
+        runner.shutdown(wait=False)
+
+    def result(self, conn: sqlite3.Connection) -> dict[str, Any] | None:
+        """The state, if the case is as it was when this started; else ``None``. Call it
+        in the transaction that records the state, before that transaction writes."""
+        if self._future is None:
+            return None
+        try:
+            state = self._future.result()  # (its connection is closed once it has one)
+        except Exception:  # anything unexpected: the caller digests the case itself
+            return None
+        return state if _writes(conn) == self._mark else None
+
+    def close(self) -> None:
+        """Wait for the reading to end (the case is closed after its connection)."""
+        if self._future is not None:
+            self._future.exception()  # waits; what it raised does not matter here
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+    try:
+        return state_digest(conn)
+    finally:
+        conn.close()
+
+
+def _writes(conn: sqlite3.Connection) -> tuple[int, ...]:
+    """What changes when anything is written to the case: the rows this connection
+    changed, the commits of other connections, the schema."""
+    (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+    (schema_version,) = conn.execute("PRAGMA schema_version").fetchone()
+    return conn.total_changes, int(data_version), int(schema_version)

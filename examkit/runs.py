@@ -15,7 +15,7 @@ from .case import Case, dumps
 from .clock import utc_now
 from .errors import IntegrityError
 from .filetype import libmagic_version, text_magic_status
-from .integrity import state_differences, state_digest
+from .integrity import StateAhead, state_differences, state_digest
 from .layers import SECRET_KINDS
 from .plugins import distribution_version
 from .signing import configured_signer, sign_entry
@@ -145,11 +145,14 @@ def finish_run(
     actor: str | None,
     error: str | None,
     counts: Mapping[str, Any],
+    ahead: StateAhead | None = None,
 ) -> None:
     """Close a run: its status and counts, a custody entry carrying the digest of every
-    result table (``examkit.integrity``), signed when the examiner has a key."""
+    result table (``examkit.integrity``; ``ahead``'s, read while the caller went on, if
+    nothing was written since it started), signed when the examiner has a key."""
     signer = configured_signer()
     with case.transaction() as conn:
+        state = ahead.result(conn) if ahead is not None else None  # before this one writes
         conn.execute(
             "UPDATE runs SET status = ?, finished_utc = ?, error = ?, counts = ? WHERE run_id = ?",
             (status, utc_now(), error, dumps(dict(counts)), run_id),
@@ -158,7 +161,9 @@ def finish_run(
             status, "run_failed"
         )
         details = {"run_id": run_id, "status": status, "error": error, **counts}
-        seq = custody.append(conn, action, actor, {**details, "state": state_digest(conn)})
+        if state is None:
+            state = state_digest(conn)
+        seq = custody.append(conn, action, actor, {**details, "state": state})
         if signer is not None:
             sign_entry(conn, signer, seq, actor)
 

@@ -23,6 +23,7 @@ from .filetype import typing_used
 from .hashing import digests_used
 from .hashsets import Library
 from .intake import EvidenceSet, record_evidence, resolve_sets
+from .integrity import StateAhead
 from .interrupts import RunSignals
 from .isolation import STALL_SECONDS, IsolatedPool, WorkerDied
 from .layers import Unlock
@@ -146,6 +147,7 @@ def _scan(
             failures: list[str] = []
             signals.hold()  # held whenever the run is opened or closed
             run_id, matcher = _start_run(case, reg, examiner, sets, options, argv, infos)
+            ahead: StateAhead | None = None
             try:
                 signals.release()
                 for item in todo:
@@ -157,18 +159,24 @@ def _scan(
                         _evidence_failed(case, run_id, item, exc, examiner)
                 # an item that failed while hashing, or a scan that stopped, left them dropped
                 digest_indexes.restore(case)
+                # Every result is written: the state the run ends with is read in another
+                # thread while this one asks the workers how they worked, waits for them to
+                # stop and sums up the results (bench image: 0.11 -> 0.06 s from the last
+                # result to the run's end). Nothing changes the results after this.
+                ahead = StateAhead(case.conn, case.path)
                 typed_by = workers_typing(executor)
                 digested_by = workers_answer(executor, digests_used)
                 executor.shutdown(wait=True)  # still interruptible: a cluster may be slow
+                summaries = tuple(_summary(case, item.evidence_id) for item in sets)
                 signals.hold()
                 status = "failed" if failures else "complete"
                 _finish_run(case, run_id, status, examiner, "; ".join(failures) or None,
-                            typed_by, digested_by)  # fmt: skip
-                # still held: the run is closed, a signal now must not undo its summary
-                summaries = tuple(_summary(case, item.evidence_id) for item in sets)
+                            typed_by, digested_by, ahead)  # fmt: skip
             except KeyboardInterrupt:
                 signals.hold()
                 executor.shutdown(wait=False, cancel_futures=True)
+                if ahead is not None:  # its connections close before the case does
+                    ahead.close()
                 _finish_run(case, run_id, "interrupted", examiner, "interrupted by signal")
                 raise ScanInterrupted(
                     "scan interrupted; everything hashed so far is recorded",
@@ -177,6 +185,8 @@ def _scan(
             except BaseException as exc:
                 signals.hold()
                 executor.shutdown(wait=False, cancel_futures=True)
+                if ahead is not None:
+                    ahead.close()
                 _finish_run(case, run_id, "failed", examiner, f"{type(exc).__name__}: {exc}")
                 raise
     return ScanSummary(str(case_path), run_id, status, time.monotonic() - started, summaries,
@@ -468,13 +478,14 @@ TYPING_TIMEOUT = 60  # seconds for a worker to say how it typed
 
 
 def _finish_run(case: Case, run_id: int, status: str, actor: str | None, error: str | None,
-                typed_by: str | None = None, digested_by: str | None = None) -> None:  # fmt: skip
+                typed_by: str | None = None, digested_by: str | None = None,
+                ahead: StateAhead | None = None) -> None:  # fmt: skip
     counts = _counts(case, run_id)
     if typed_by is not None:
         counts["typed_by"] = typed_by
     if digested_by is not None:
         counts["digested_by"] = digested_by
-    finish_run(case, run_id, status, actor, error, counts)
+    finish_run(case, run_id, status, actor, error, counts, ahead)
 
 
 def _summary(case: Case, evidence_id: str) -> EvidenceSummary:

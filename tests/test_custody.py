@@ -280,7 +280,7 @@ def test_a_case_recorded_before_a_migration_still_verifies_and_new_columns_are_g
             for table, columns in integrity.LEGACY_COLUMNS.items()
         }  # fmt: skip
 
-    for module in ("examkit.case", "examkit.runs", "examkit.intake"):
+    for module in ("examkit.case", "examkit.runs", "examkit.intake", "examkit.integrity"):
         monkeypatch.setattr(f"{module}.state_digest", schema_3_state)
     image = tmp_path / "fat16.raw"
     image.write_bytes(gzip.decompress((FIXTURES / "fat16.raw.gz").read_bytes()))
@@ -319,3 +319,81 @@ def test_the_recorded_platform_is_platforms_own_string(monkeypatch: pytest.Monke
     assert platform_name() == expected
     monkeypatch.undo()
     assert tool_versions()["platform"] == expected
+
+
+def test_the_state_read_ahead_is_the_state_and_closes_the_scan(
+    fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan closes its run with the state read ahead in another thread while its workers
+    stop (``StateAhead``): the same digests ``state_digest`` gives, and the case verifies."""
+    from examkit import runs
+    from examkit.integrity import StateAhead, state_digest
+    from examkit.verification import verify_case
+
+    def not_called(conn: sqlite3.Connection) -> dict[str, object]:
+        raise AssertionError("the run's end digested the case itself")
+
+    monkeypatch.setattr(runs, "state_digest", not_called)  # only the end of a run uses it
+    case = tmp_path / "case.sqlite"
+    assert main(["scan", str(fixture_images / "ext4.raw"), "--case", str(case),
+                 "--workers", "1", "--no-perceptual"]) == 0  # fmt: skip
+    monkeypatch.undo()
+    assert verify_case(case).ok
+    conn = sqlite3.connect(case, isolation_level=None)
+    (files,) = conn.execute("SELECT count(*) FROM files").fetchone()
+    assert files > 10
+    assert StateAhead(conn, case).result(conn) == state_digest(conn)
+    conn.close()
+
+
+def _scanned(fixture_images: Path, tmp_path: Path) -> Path:
+    case = tmp_path / "case.sqlite"
+    assert main(["scan", str(fixture_images / "fat16.raw"), "--case", str(case),
+                 "--workers", "0", "--no-perceptual"]) == 0  # fmt: skip
+    return case
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        "UPDATE files SET mime = 'text/x-changed' WHERE file_id = 1",  # through this connection
+        "other: UPDATE files SET mime = 'text/x-changed' WHERE file_id = 1",  # another commits
+        "ALTER TABLE files ADD COLUMN later TEXT",  # the schema
+    ],
+)
+def test_the_state_read_ahead_is_not_used_once_the_case_is_written(
+    fixture_images: Path, tmp_path: Path, write: str
+) -> None:
+    """Anything written after it started makes ``result`` give ``None`` (the caller then
+    digests the case itself), even when the reading had already ended."""
+    from examkit.integrity import StateAhead
+
+    case = _scanned(fixture_images, tmp_path)
+    conn = sqlite3.connect(case, isolation_level=None)
+    ahead = StateAhead(conn, case)
+    ahead.close()  # read to the end first: the check is on what was written, not on timing
+    if write.startswith("other: "):
+        other = sqlite3.connect(case, isolation_level=None)
+        other.execute(write.removeprefix("other: "))
+        other.close()
+    else:
+        conn.execute(write)
+    assert ahead.result(conn) is None
+    conn.close()
+
+
+def test_the_state_is_not_read_ahead_of_an_open_transaction(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    """Rows written but not committed are not seen by other connections: no state then."""
+    from examkit.integrity import StateAhead
+
+    case = _scanned(fixture_images, tmp_path)
+    conn = sqlite3.connect(case, isolation_level=None)
+    conn.execute("BEGIN")
+    conn.execute("UPDATE files SET mime = 'text/x-changed' WHERE file_id = 1")
+    assert StateAhead(conn, case).result(conn) is None
+    conn.execute("ROLLBACK")
+    ahead = StateAhead(conn, case)
+    assert ahead.result(conn) is not None
+    conn.close()
