@@ -52,6 +52,22 @@ def pid(_x: int) -> int:
     return os.getpid()
 
 
+def slow_to_stop(log: str) -> int:
+    """Make this worker's exit take 0.3 s, writing when it starts and ends."""
+    from multiprocessing import util
+
+    def stopping() -> None:
+        with open(log, "a") as out:
+            out.write(f"start {os.getpid()}\n")
+        time.sleep(0.3)
+        with open(log, "a") as out:
+            out.write(f"end {os.getpid()}\n")
+
+    util.Finalize(None, stopping, exitpriority=10)  # run as the worker process ends
+    time.sleep(0.3)  # busy long enough that the other job goes to the other worker
+    return os.getpid()
+
+
 @pytest.fixture
 def pool() -> IsolatedPool:
     executor = IsolatedPool(2, multiprocessing.get_context("forkserver"), stall_seconds=1.0)
@@ -127,6 +143,17 @@ def test_a_large_job_does_not_wait_behind_small_ones() -> None:
         assert again.result(30) == "done"
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_stopping_pool_stops_its_workers_together(tmp_path: Path) -> None:
+    """Every worker is told to stop before the pool waits for any: their exits overlap."""
+    log = tmp_path / "stops.log"
+    pool = IsolatedPool(2, multiprocessing.get_context("forkserver"))
+    jobs = [pool.submit(slow_to_stop, str(log)) for _ in range(2)]
+    assert len({job.result(30) for job in jobs}) == 2
+    pool.shutdown(wait=True)
+    lines = [line.split()[0] for line in log.read_text().splitlines()]
+    assert lines == ["start", "start", "end", "end"], lines
 
 
 def _scan(image: Path, case: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
