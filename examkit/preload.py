@@ -12,8 +12,9 @@ import gc
 from . import worker  # noqa: F401  (the jobs workers run)
 from .filetype import detect_mime
 from .hashing import keep_chunk_pages, native_triple
-from .plugins import registry
+from .plugins import for_workers, registry
 
+for_workers()  # the workers' registry: no hash-set formats or reports (the parent's work)
 registry()
 keep_chunk_pages()  # workers inherit it: their chunks reuse heap pages (examkit.hashing)
 native_triple()  # the one-pass digest's check, once for all workers

@@ -31,6 +31,35 @@ def test_preload_loads_evidence_libraries_not_image_libraries() -> None:
     assert not loaded & {"numpy", "PIL", "imagehash", "scipy", "dask", "distributed"}
 
 
+WORKERS = """
+import json, sys
+import examkit.preload
+from examkit.plugins import registry
+reg = registry()
+kinds = ("containers", "volume_systems", "volume_layers", "filesystems", "hashers",
+         "image_hashers", "archive_formats", "hashset_formats", "report_formats")
+print(json.dumps([{k: len(reg.all(k)) for k in kinds},
+                  sorted(m for m in sys.modules if m.startswith("examkit_plugins.")
+                         and (".hashsets." in m or ".reports." in m))]))
+"""
+
+
+def test_the_workers_registry_leaves_out_what_only_the_parent_uses() -> None:
+    """A pool's workers open evidence and hash it; reading hash-set files and writing
+    reports is the parent's work, so the fork server does not import those plugins."""
+    out = subprocess.run([sys.executable, "-c", WORKERS], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    counts, imported = json.loads(out.stdout.strip().splitlines()[-1])
+    assert counts["hashset_formats"] == counts["report_formats"] == 0
+    assert imported == []
+    for kind in ("containers", "volume_systems", "volume_layers", "filesystems", "hashers",
+                 "image_hashers", "archive_formats"):  # fmt: skip
+        assert counts[kind] >= 1, kind
+    from examkit.plugins import registry  # this process (a parent) has them all
+
+    assert registry().hashset_formats and registry().report_formats
+
+
 LISTING = """
 import json, sys
 from examkit.cli.entry import main
