@@ -65,17 +65,18 @@ import json, sys
 from examkit.cli.entry import main
 code = main(["scan", sys.argv[1], "--case", sys.argv[2], "--workers", "0", "--no-verify",
              "--no-perceptual", "--json"])
-print(json.dumps([code, "sqlite_utils" in sys.modules]))
+print(json.dumps([code, "sqlite_utils" in sys.modules, "rich" in sys.modules]))
 """
 
 
 def test_a_scan_does_not_import_sqlite_utils(fixture_images: Path, tmp_path: Path) -> None:
     """A scan writes and reads its case through the plain connection: importing sqlite-utils
-    (~0.1 s) would delay the listing worker's first entry and the parent's start."""
+    (~0.1 s) would delay the listing worker's first entry and the parent's start. With
+    ``--json`` it draws nothing either, so rich (~50 ms) is not imported."""
     case = tmp_path / "case.sqlite"
     out = subprocess.run([sys.executable, "-c", LISTING, str(fixture_images / "ntfs.raw"),
                           str(case)], capture_output=True, text=True, check=True)  # fmt: skip
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, False]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, False, False]
 
 
 PARENT = """

@@ -5,24 +5,54 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from examkit.display import DisplayPolicy, safe_text
 
-# Piped or redirected output is not cut to 80 columns: tables keep one line per row.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+
+class _Deferred:
+    """A rich ``Console`` made on first use: rich takes ~50 ms to import, which a command
+    printing only JSON (``scan --json``, as labs' scripts run it) never needs."""
+
+    def __init__(self, make: Callable[[], Console]) -> None:
+        self._make = make
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            self._console = self._make()
+        return getattr(self._console, name)
+
+
+def _out() -> Console:
+    from rich.console import Console
+
+    # Piped or redirected output is not cut to 80 columns: tables keep one line per row.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def _err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+out: Console = _Deferred(_out)  # type: ignore[assignment]
+err: Console = _Deferred(_err)  # type: ignore[assignment]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def cell(value: Any) -> Text:
     """A table cell: evidence text escaped by the gate and never read as markup."""
+    from rich.text import Text
+
     if value is None:
         return Text("")
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -31,6 +61,8 @@ def cell(value: Any) -> Text:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left", show_lines=False)
     for name in columns:
         t.add_column(name, overflow="fold")

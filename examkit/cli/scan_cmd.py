@@ -6,18 +6,9 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from examkit.display import safe_text
 from examkit.errors import UsageError
@@ -33,6 +24,9 @@ from examkit.scan import summary_json as _summary_json
 from .near_options import PDQ_THRESHOLD, PHASH_THRESHOLD, near_options
 from .render import err, human_bytes, out, table
 
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
 EXAMINER_ENV = "EXAMKIT_EXAMINER"
 
 
@@ -40,6 +34,16 @@ class RichProgress:
     """Draws the scan's progress on stderr: files, bytes, rate and ETA."""
 
     def __init__(self) -> None:
+        from rich.progress import (  # imported when a bar is drawn, not for --json
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.bar = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
