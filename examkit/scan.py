@@ -175,9 +175,9 @@ def _scan(
             except KeyboardInterrupt:
                 signals.hold()
                 executor.shutdown(wait=False, cancel_futures=True)
-                if ahead is not None:  # its connections close before the case does
-                    ahead.close()
-                _finish_run(case, run_id, "interrupted", examiner, "interrupted by signal")
+                # the state read ahead, if nothing was written since (else digested again)
+                _finish_run(case, run_id, "interrupted", examiner, "interrupted by signal",
+                            ahead=ahead)  # fmt: skip
                 raise ScanInterrupted(
                     "scan interrupted; everything hashed so far is recorded",
                     "run the same command with --resume to finish it",
@@ -185,10 +185,12 @@ def _scan(
             except BaseException as exc:
                 signals.hold()
                 executor.shutdown(wait=False, cancel_futures=True)
-                if ahead is not None:
-                    ahead.close()
-                _finish_run(case, run_id, "failed", examiner, f"{type(exc).__name__}: {exc}")
+                _finish_run(case, run_id, "failed", examiner, f"{type(exc).__name__}: {exc}",
+                            ahead=ahead)  # fmt: skip
                 raise
+            finally:
+                if ahead is not None:  # its connection is closed before the case is
+                    ahead.close()
     return ScanSummary(str(case_path), run_id, status, time.monotonic() - started, summaries,
                        tuple(failures))  # fmt: skip
 

@@ -346,6 +346,33 @@ def test_the_state_read_ahead_is_the_state_and_closes_the_scan(
     conn.close()
 
 
+def test_a_run_stopped_after_the_state_was_read_ahead_closes_with_it(
+    fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between the state's reading and the run's end: the run is recorded as
+    interrupted with the state read ahead (not digested a second time), and it holds."""
+    from examkit import runs, scan
+    from examkit.verification import verify_case
+
+    def not_called(conn: sqlite3.Connection) -> dict[str, object]:
+        raise AssertionError("the run's end digested the case itself")
+
+    def stopped(*args: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "state_digest", not_called)
+    monkeypatch.setattr(scan, "_summary", stopped)  # once every result is written
+    case = tmp_path / "case.sqlite"
+    with pytest.raises(scan.ScanInterrupted):
+        scan.scan(case, [fixture_images / "fat16.raw"],
+                  options=scan.ScanOptions(workers=1, perceptual=False))  # fmt: skip
+    monkeypatch.undo()
+    conn = sqlite3.connect(case)
+    assert conn.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    conn.close()
+    assert verify_case(case).ok
+
+
 def _scanned(fixture_images: Path, tmp_path: Path) -> Path:
     case = tmp_path / "case.sqlite"
     assert main(["scan", str(fixture_images / "fat16.raw"), "--case", str(case),
