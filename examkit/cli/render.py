@@ -16,18 +16,22 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 
-class _Deferred:
+class DeferredConsole:
     """A rich ``Console`` made on first use: rich takes ~50 ms to import, which a command
-    printing only JSON (``scan --json``, as labs' scripts run it) never needs."""
+    printing only JSON (``scan --json``, as labs' scripts run it) never needs. Attributes
+    are the console's; ``get()`` is the console itself, for what rich is handed."""
 
     def __init__(self, make: Callable[[], Console]) -> None:
         self._make = make
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def get(self) -> Console:
         if self._console is None:
             self._console = self._make()
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
 
 
 def _out() -> Console:
@@ -43,8 +47,8 @@ def _err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-out: Console = _Deferred(_out)  # type: ignore[assignment]
-err: Console = _Deferred(_err)  # type: ignore[assignment]
+out = DeferredConsole(_out)
+err = DeferredConsole(_err)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

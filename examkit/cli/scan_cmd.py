@@ -54,7 +54,7 @@ class RichProgress:
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[hits]}"),
-            console=err,
+            console=err.get(),
             transient=False,
         )
         self.task: TaskID | None = None
