@@ -35,7 +35,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .magic_cache import conditions_from, kept, literal_rows
 from .magic_subset import (
@@ -62,8 +62,7 @@ MAX_COPIES = 8
 _AGE_EVERY = 2048
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(NamedTuple):  # thousands are made as the cached subsets are loaded
     """One top-level rule with its continuations, and the named rules it uses (closure)."""
 
     candidate: int  # index into BinarySubset.candidates, or -1: in every copy
@@ -189,11 +188,14 @@ def _encode(subset: BinarySubset) -> list[Any]:
             sorted(subset.both)]  # fmt: skip
 
 
+_NONE: frozenset[int] = frozenset()  # most groups use no named rule
+
+
 def _decode(value: list[Any], mgc: bytes) -> BinarySubset:
     groups, named, candidates, guards, both = value
     return BinarySubset(
         mgc,
-        tuple(Group(int(c), int(s), int(e), frozenset(int(n) for n in names))
+        tuple(Group(int(c), int(s), int(e), frozenset(int(n) for n in names) if names else _NONE)
               for c, s, e, names in groups),
         tuple((int(a), int(b)) for a, b in named),
         conditions_from(candidates),

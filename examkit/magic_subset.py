@@ -65,7 +65,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .magic_cache import conditions_from, kept, literal_rows
 
@@ -112,8 +112,7 @@ _WEAK = 5
 _WEAK_AT = 3
 
 
-@dataclass(frozen=True)
-class Literal:
+class Literal(NamedTuple):  # thousands are made as the cached subsets are loaded
     mode: int
     offset: int
     data: bytes  # case-folded (ASCII lower case)
