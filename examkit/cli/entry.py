@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.argv[1:3] == ["hashset", "lookup"]:
             gc.disable()  # a one-shot bulk lookup: collecting start-up objects is wasted time
         try:
-            return _main(sys.argv[1:])
+            return _main(sys.argv[1:], own_process=True)
         except KeyboardInterrupt:  # in the few steps between a command's end and this
             error_line("interrupted", "run 'examkit info' to see what was recorded")
             return 130
@@ -81,11 +81,12 @@ def _uses_local_pool(args: list[str]) -> bool:
                    for a, b in pairs)  # fmt: skip
 
 
-def _main(args: list[str]) -> int:
+def _main(args: list[str], own_process: bool = False) -> int:
     if _uses_local_pool(args):  # workers get ready while the command line is parsed
         from examkit.executors import start_fork_server
 
-        start_fork_server()
+        # the console script has started no thread yet: the fork server may be its fork
+        start_fork_server(fork=own_process)
     if args[:2] == ["hashset", "lookup"] and "--debug" not in args:
         from .lookup_lean import fast_lookup
 
