@@ -8,7 +8,8 @@ hands out the entries it has committed so far, so hashing starts before listing 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -95,20 +96,27 @@ class _Cutter:
 
 
 def units(
-    case: Case, item: EvidenceSet, options: ScanOptions, after: int = 0
+    case: Case,
+    item: EvidenceSet,
+    options: ScanOptions,
+    after: int = 0,
+    skip: Collection[int] = (),
 ) -> Iterator[WorkUnit]:
-    """Work units of the pending streams with ids above ``after``: first each stream of
-    ``unit_bytes`` or more on its own, largest first (a big file hashed last would leave
-    the other workers idle while it ends: its digests cannot be split), then the others in
-    file order, cut by bytes and by count."""
+    """Work units of the pending streams with ids above ``after`` (but those in ``skip``,
+    already handed out): first each stream of ``unit_bytes`` or more on its own, largest
+    first (a big file hashed last would leave the other workers idle while it ends: its
+    digests cannot be split), then the others in file order, cut by bytes and by count."""
     cutter = _Cutter(item, options)
     large = case.conn.execute(
         _TASK_COLUMNS + " AND f.size >= ? AND f.file_id > ? ORDER BY f.size DESC, f.file_id",
         (item.evidence_id, options.unit_bytes, after),
     ).fetchall()
     for row in large:
-        yield cutter.unit((StreamTask(*row),))
+        if row[0] not in skip:
+            yield cutter.unit((StreamTask(*row),))
     for task in pending_tasks(case, item.evidence_id, options.unit_bytes, after):
+        if task.file_id in skip:
+            continue
         unit = cutter.add(task)
         if unit is not None:
             yield unit
@@ -178,6 +186,48 @@ def submit_large(executor: Executor) -> Callable[..., Future[Any]]:
 HOLD_UNITS = 64  # small units one look of ``follow`` holds back behind its large streams
 
 
+class _LargeAhead:
+    """While ``Dispatch.follow`` waits for a free slot, the listing may have committed a
+    large stream beyond the entries the walk has reached (a long look holds the walk, or
+    every slot is taken): such a stream goes out at once, the largest first, one at a time
+    (a pool's reserved worker takes it; it needs no slot), instead of when the walk gets
+    there. Its digests are the longest single job: on an image whose 1.2 GB file is listed
+    last, it started 0.25 s after the listing had ended. Each look reads only the entries
+    listed since the one before (at most every ``POLL_SECONDS``)."""
+
+    def __init__(self, dispatch: Dispatch, cutter: _Cutter) -> None:
+        self.dispatch, self.cutter = dispatch, cutter
+        self.checked = 0  # every large stream listed up to this id is in ``found``
+        self.found: list[StreamTask] = []
+        self.running: Future[list[StreamResult]] | None = None
+        self.at = 0.0
+
+    def look(self, cursor: int) -> None:
+        now = time.monotonic()
+        if now - self.at < POLL_SECONDS or (self.running is not None and not self.running.done()):
+            return
+        self.at = now
+        conn, item = self.dispatch.case.conn, self.cutter.item
+        (top,) = conn.execute(
+            "SELECT coalesce(max(file_id), 0) FROM files WHERE evidence_id = ?"
+            " AND status = 'pending'",
+            (item.evidence_id,),
+        ).fetchone()
+        if top > max(self.checked, cursor):
+            rows = conn.execute(
+                _TASK_COLUMNS + " AND f.size >= ? AND f.file_id > ? AND f.file_id <= ?",
+                (item.evidence_id, self.cutter.options.unit_bytes, max(self.checked, cursor), top),
+            ).fetchall()
+            self.found += [StreamTask(*row) for row in rows]
+            self.checked = top
+        self.found = [t for t in self.found if t.file_id > cursor]  # else the walk had it
+        if self.found:
+            task = max(self.found, key=lambda t: (t.size, -t.file_id))
+            self.found.remove(task)
+            self.dispatch.ahead.add(task.file_id)
+            self.running = self.dispatch.submit(self.cutter.unit((task,)), wait_for_slot=False)
+
+
 class Dispatch:
     """Units in flight on the executor (at most two per worker); each unit's results are
     written as it comes back."""
@@ -204,16 +254,24 @@ class Dispatch:
         # (None: kept); ``deferred`` says they were (see examkit/digest_indexes.py)
         self.defer_after: int | None = None
         self.deferred = False
+        # large streams ``follow`` handed out before its walk of the listed entries reached
+        # them (``_LargeAhead``); left out of what is handed out after
+        self.ahead: set[int] = set()
+        self._while_waiting: Callable[[], None] | None = None  # run as results are awaited
+        self._cursor = 0  # ``follow``'s walk: every pending entry up to it has been seen
 
-    def submit(self, unit: WorkUnit) -> None:
-        self.drain(self.limit - 1)
+    def submit(self, unit: WorkUnit, wait_for_slot: bool = True) -> Future[list[StreamResult]]:
+        if wait_for_slot:
+            self.drain(self.limit - 1)
         self.handed += len(unit.tasks)
         if self.defer_after is not None and self.handed > self.defer_after:
             digest_indexes.drop(self.case)
             self.defer_after, self.deferred = None, True
         large = one_large(unit, self.unit_bytes)
         submit = submit_large(self.executor) if large else self.executor.submit
-        self.in_flight[submit(hash_unit, unit)] = unit
+        future: Future[list[StreamResult]] = submit(hash_unit, unit)
+        self.in_flight[future] = unit
+        return future
 
     def drain(self, block_until: int) -> None:
         """Write results until at most ``block_until`` units are in flight."""
@@ -226,20 +284,41 @@ class Dispatch:
             self._next_done()
 
     def _next_done(self) -> None:
-        done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+        if self._while_waiting is None:
+            done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+        else:  # what to do while it has to wait: at once, then every POLL_SECONDS
+            done, _ = wait(self.in_flight, timeout=0, return_when=FIRST_COMPLETED)
+            while not done:
+                self._while_waiting()
+                done, _ = wait(self.in_flight, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
         for future in done:
             self._finished(future, self.in_flight.pop(future))
 
     def follow(self, listing: Future[Any], item: EvidenceSet, options: ScanOptions) -> int:
         """Hand out, in file order, the entries a running listing has committed, until it
-        ends; returns the highest file id handed out (every pending entry up to it is in a
-        unit). What is pending once the listing has ended is left to ``hash_pending``,
-        which hands out the largest streams first. The entries handed out are reported
-        as listed.
+        ends; returns the highest file id walked (every pending entry up to it is in a
+        unit; beyond it, only those in ``ahead``). What is pending once the listing has
+        ended is left to ``hash_pending``, which hands out the largest streams first. The
+        entries walked are reported as listed.
+
+        While it waits for a free slot, a large stream listed beyond the entries it has
+        reached goes out at once (``_LargeAhead``); it skips those as it reaches them.
 
         If the listing failed, everything it listed is handed out, and waited for, before
         this returns (the evidence item then fails, with what was listed hashed)."""
-        cutter, last = _Cutter(item, options), 0
+        cutter = _Cutter(item, options)
+        self._cursor = 0  # the last entry walked
+        ahead = _LargeAhead(self, cutter)
+        self._while_waiting = lambda: ahead.look(self._cursor)
+        try:
+            return self._follow(listing, item, options, cutter)
+        finally:
+            self._while_waiting = None
+
+    def _follow(
+        self, listing: Future[Any], item: EvidenceSet, options: ScanOptions, cutter: _Cutter
+    ) -> int:
+        last = 0
         while True:
             # file ids grow with each commit of the one listing writer, so every pending
             # entry up to ``last`` has been seen, whenever this stops
@@ -257,6 +336,9 @@ class Dispatch:
                         if not failed:
                             break  # the rest goes out largest first
                     last, seen = task.file_id, seen + 1
+                    self._cursor = last
+                    if last in self.ahead:
+                        continue  # handed out already
                     unit = cutter.add(task)
                     if unit is None:
                         continue
@@ -331,7 +413,7 @@ def hash_pending(
     if dispatch.progress:  # the totals count what was hashed while listing
         dispatch.progress.phase("hashing", item.evidence_id, files + dispatch.done_files,
                                 nbytes + dispatch.done_bytes)  # fmt: skip
-    for unit in units(dispatch.case, item, options, after):
+    for unit in units(dispatch.case, item, options, after, dispatch.ahead):
         dispatch.submit(unit)
     if dispatch.deferred:
         # Once only a few streams are left (typically a large file whose digests end the

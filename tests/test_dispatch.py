@@ -8,6 +8,7 @@ import json
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import replace
@@ -190,6 +191,104 @@ class RecordingLarge(Recording):
         (unit,) = args
         self.large.append([t.file_id for t in unit.tasks])
         return self.submit(fn, *args)
+
+
+class Slow(RecordingLarge):
+    """Hashes one unit at a time, each taking ``seconds``, in a thread of its own: every
+    slot is soon taken and ``follow`` waits for one. Records the hand-outs in order."""
+
+    def __init__(self, listing: Future[Any], seconds: float = 0.05) -> None:
+        super().__init__(listing)
+        self.seconds = seconds
+        self.queue: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+        self.lock = threading.Condition()
+        self.large_out = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                while not self.queue:
+                    self.lock.wait()
+                future, fn, args = self.queue.pop(0)
+            time.sleep(self.seconds)
+            future.set_result(fn(*args))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        (unit,) = args
+        self.units.append((self.listing.done(), [t.file_id for t in unit.tasks]))
+        self.first.set()
+        future: Future[Any] = Future()
+        with self.lock:
+            self.queue.append((future, fn, args))
+            self.lock.notify()
+        return future
+
+    def submit_large(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        future = super().submit_large(fn, *args)
+        self.large_out.set()
+        return future
+
+
+def _one_large_beyond(work: Path) -> int:
+    """Leaves ``relisted``'s not yet listed half with the one stream as large as its largest
+    (its larger already listed streams are set aside: neither pending nor expected)."""
+    sizes = dict(query(work, "SELECT file_id, coalesce(size, 0) FROM files"))
+    hidden = [r[0] for r in query(work, "SELECT file_id FROM files WHERE status = 'hidden'")]
+    big = max(hidden, key=lambda i: (sizes[i], -i))
+    conn = sqlite3.connect(work)
+    conn.execute("UPDATE files SET status = 'aside' WHERE status IN ('pending', 'hidden')"
+                 " AND coalesce(size, 0) >= ? AND file_id != ?", (sizes[big], big))  # fmt: skip
+    conn.commit()
+    conn.close()
+    return big
+
+
+def test_follow_hands_out_a_large_stream_listed_beyond_its_walk_while_it_waits(
+    relisted: Any,
+) -> None:
+    """The listing commits a large stream while ``follow`` is still handing out, slot by
+    slot, the small streams listed before it: the large one goes out at once, ahead of
+    them, and is not handed out again when the walk or ``hash_pending`` reaches it."""
+    image, work, expected = relisted
+    big = _one_large_beyond(work)
+    aside = {r[0] for r in query(work, "SELECT file_id FROM files WHERE status = 'aside'")}
+    expected = {k: v for k, v in expected.items() if k not in aside}
+    sizes = dict(query(work, "SELECT file_id, size FROM files"))
+    listed = query(work, "SELECT max(file_id) FROM files WHERE status = 'pending'")[0][0]
+    listing: Future[int] = Future()
+    case, item, opts, _, _ = _dispatch(work, image, listing, unit_bytes=sizes[big])
+    run_id = query(work, "SELECT max(run_id) FROM runs")[0][0]
+    executor = Slow(listing)
+    follower = Dispatch(case, run_id, executor, opts, None, Matcher([]))
+
+    def list_the_rest() -> None:  # the second half is listed soon after the first hand-out
+        executor.first.wait(10)
+        conn = sqlite3.connect(work, timeout=30)
+        conn.execute("UPDATE files SET status = 'pending' WHERE status = 'hidden'")
+        conn.commit()
+        conn.close()
+        executor.large_out.wait(10)  # the listing goes on until then
+        listing.set_result(0)
+
+    thread = threading.Thread(target=list_the_rest)
+    thread.start()
+    try:
+        after = follower.follow(listing, item, opts)
+    finally:
+        thread.join()
+    order = [ids for _, ids in executor.units]
+    position = order.index([big])
+    assert executor.large == [[big]]
+    # handed out while streams listed well before it (in the first half) waited for a slot
+    assert any(max(ids) <= listed for ids in order[position + 1 :])
+    assert follower.ahead == {big}
+    hash_pending(follower, item, opts, after)
+    handed = [i for _, ids in executor.units for i in ids]
+    assert sorted(handed) == sorted(set(handed)) == sorted(expected)  # each once, all
+    case.close()
+    assert _results(work) == expected
 
 
 def test_a_unit_of_one_large_stream_goes_to_submit_large(relisted: Any) -> None:
