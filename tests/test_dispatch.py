@@ -104,6 +104,36 @@ def _dispatch(work: Path, image: Path, listing: Future[Any], **options: Any) -> 
     return case, item, opts, executor, Dispatch(case, run_id, executor, opts, None, Matcher([]))
 
 
+def _follow_while_listing(
+    follower: Dispatch,
+    listing: Future[int],
+    item: Any,
+    opts: ScanOptions,
+    work: Path,
+    first: threading.Event,
+    before_end: threading.Event | None = None,
+) -> int:
+    """``follow`` while another thread plays the listing: once ``first`` is set (the first
+    hand-out) it commits the half not yet listed, then ends (once ``before_end`` is set)."""
+
+    def list_the_rest() -> None:
+        first.wait(10)
+        conn = sqlite3.connect(work, timeout=30)
+        conn.execute("UPDATE files SET status = 'pending' WHERE status = 'hidden'")
+        conn.commit()
+        conn.close()
+        if before_end is not None:
+            before_end.wait(10)
+        listing.set_result(0)
+
+    thread = threading.Thread(target=list_the_rest)
+    thread.start()
+    try:
+        return int(follower.follow(listing, item, opts))
+    finally:
+        thread.join()
+
+
 def test_follow_hands_out_listed_entries_before_the_listing_ends(
     relisted: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,20 +145,7 @@ def test_follow_hands_out_listed_entries_before_the_listing_ends(
     listing: Future[int] = Future()
     case, item, opts, executor, dispatch = _dispatch(work, image, listing, unit_bytes=1000)
 
-    def list_the_rest() -> None:  # the listing commits its second half, then ends
-        executor.first.wait(10)
-        conn = sqlite3.connect(work, timeout=30)
-        conn.execute("UPDATE files SET status = 'pending' WHERE status = 'hidden'")
-        conn.commit()
-        conn.close()
-        listing.set_result(0)
-
-    thread = threading.Thread(target=list_the_rest)
-    thread.start()
-    try:
-        after = dispatch.follow(listing, item, opts)
-    finally:
-        thread.join()
+    after = _follow_while_listing(dispatch, listing, item, opts, work, executor.first)
     before = [ids for ended, ids in executor.units if not ended]
     assert before, "nothing was handed out while the listing ran"
     # at most the unit cut as the listing ended and the partial one flushed after it
@@ -263,21 +280,10 @@ def test_follow_hands_out_a_large_stream_listed_beyond_its_walk_while_it_waits(
     executor = Slow(listing)
     follower = Dispatch(case, run_id, executor, opts, None, Matcher([]))
 
-    def list_the_rest() -> None:  # the second half is listed soon after the first hand-out
-        executor.first.wait(10)
-        conn = sqlite3.connect(work, timeout=30)
-        conn.execute("UPDATE files SET status = 'pending' WHERE status = 'hidden'")
-        conn.commit()
-        conn.close()
-        executor.large_out.wait(10)  # the listing goes on until then
-        listing.set_result(0)
-
-    thread = threading.Thread(target=list_the_rest)
-    thread.start()
-    try:
-        after = follower.follow(listing, item, opts)
-    finally:
-        thread.join()
+    # the second half is listed soon after the first hand-out; the listing goes on until
+    # the large stream is out
+    after = _follow_while_listing(follower, listing, item, opts, work, executor.first,
+                                  executor.large_out)  # fmt: skip
     order = [ids for _, ids in executor.units]
     position = order.index([big])
     assert executor.large == [[big]]
