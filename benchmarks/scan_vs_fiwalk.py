@@ -48,13 +48,14 @@ FIXTURES = ROOT / "tests" / "fixtures"
 HEAD_SIZE = 8192  # the head examkit types (libmagic's own regex_max); examkit.hashing.HEAD_SIZE
 
 
-def build_image(work: Path, seed: int, count: int, big: int, size_mb: int) -> Path:
+def build_image(work: Path, seed: int, count: int, big: int, size_mb: int, big_path: str) -> Path:
     image = work / "bench-ntfs.raw"
     if image.exists():
         return image
     tree, plan = work / "tree", work / "plan.json"
     subprocess.run([sys.executable, str(FIXTURES / "make_tree.py"), "--seed", str(seed),
-                    "--count", str(count), "--big-size", str(big), "--plan", str(plan),
+                    "--count", str(count), "--big-size", str(big), "--big-path", big_path,
+                    "--plan", str(plan),
                     str(tree)], check=True)  # fmt: skip
     env = {**os.environ, "PYTHON": sys.executable}
     subprocess.run(["bash", str(FIXTURES / "build_ntfs.sh"), str(tree), str(plan), str(image),
@@ -239,6 +240,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=5151)
     parser.add_argument("--count", type=int, default=8000, help="small files in the tree")
     parser.add_argument("--big", type=int, default=1_200_000_000, help="one large file (bytes)")
+    parser.add_argument("--big-path", default="data/large-1.5MiB.log",
+                        help="where the large file goes in the tree (zzz/big.log: the last"
+                        " folder a directory walk reaches)")  # fmt: skip
     parser.add_argument("--size-mb", type=int, default=2600, help="NTFS volume size")
     parser.add_argument("--work", type=Path, help="folder to keep (image reused if present)")
     parser.add_argument("--runs", type=int, default=3, help="interleaved fiwalk/examkit pairs")
@@ -250,7 +254,7 @@ def main() -> int:
     compile_bytecode()  # as a wheel install has it, whatever PYTHONDONTWRITEBYTECODE says
     try:
         t = time.perf_counter()
-        image = build_image(work, args.seed, args.count, args.big, args.size_mb)
+        image = build_image(work, args.seed, args.count, args.big, args.size_mb, args.big_path)
         print(f"image {image} ({image.stat().st_size / 1e9:.2f} GB) ready in "
               f"{time.perf_counter() - t:.0f} s")  # fmt: skip
         with open(image, "rb") as fh:  # page cache warm for both tools
