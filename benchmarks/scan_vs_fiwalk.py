@@ -48,14 +48,16 @@ FIXTURES = ROOT / "tests" / "fixtures"
 HEAD_SIZE = 8192  # the head examkit types (libmagic's own regex_max); examkit.hashing.HEAD_SIZE
 
 
-def build_image(work: Path, seed: int, count: int, big: int, size_mb: int, big_path: str) -> Path:
+def build_image(
+    work: Path, seed: int, count: int, big: int, size_mb: int, big_path: str | None
+) -> Path:
     image = work / "bench-ntfs.raw"
     if image.exists():
         return image
     tree, plan = work / "tree", work / "plan.json"
     subprocess.run([sys.executable, str(FIXTURES / "make_tree.py"), "--seed", str(seed),
-                    "--count", str(count), "--big-size", str(big), "--big-path", big_path,
-                    "--plan", str(plan),
+                    "--count", str(count), "--big-size", str(big), "--plan", str(plan),
+                    *(["--big-path", big_path] if big_path else []),
                     str(tree)], check=True)  # fmt: skip
     env = {**os.environ, "PYTHON": sys.executable}
     subprocess.run(["bash", str(FIXTURES / "build_ntfs.sh"), str(tree), str(plan), str(image),
@@ -240,9 +242,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=5151)
     parser.add_argument("--count", type=int, default=8000, help="small files in the tree")
     parser.add_argument("--big", type=int, default=1_200_000_000, help="one large file (bytes)")
-    parser.add_argument("--big-path", default="data/large-1.5MiB.log",
-                        help="where the large file goes in the tree (zzz/big.log: the last"
-                        " folder a directory walk reaches)")  # fmt: skip
+    parser.add_argument("--big-path", help="where the large file goes in the tree (default:"
+                        " make_tree.py's, early in a walk; zzz/big.log: the last folder a"
+                        " directory walk reaches)")  # fmt: skip
     parser.add_argument("--size-mb", type=int, default=2600, help="NTFS volume size")
     parser.add_argument("--work", type=Path, help="folder to keep (image reused if present)")
     parser.add_argument("--runs", type=int, default=3, help="interleaved fiwalk/examkit pairs")

@@ -239,10 +239,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection to the case file that can write nothing to it."""
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+
+
 def _probe(path: Path) -> int:
     """The schema version of an examkit case, read without writing anything to the file."""
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+        conn = connect_read_only(path)
     except sqlite3.Error as exc:
         raise CaseError(f"cannot open {path}: {exc}", "check the path and its permissions") from exc
     try:

@@ -307,7 +307,7 @@ class Dispatch:
         If the listing failed, everything it listed is handed out, and waited for, before
         this returns (the evidence item then fails, with what was listed hashed)."""
         cutter = _Cutter(item, options)
-        self._cursor = 0  # the last entry walked
+        self._cursor = 0
         ahead = _LargeAhead(self, cutter)
         self._while_waiting = lambda: ahead.look(self._cursor)
         try:
@@ -318,10 +318,9 @@ class Dispatch:
     def _follow(
         self, listing: Future[Any], item: EvidenceSet, options: ScanOptions, cutter: _Cutter
     ) -> int:
-        last = 0
         while True:
             # file ids grow with each commit of the one listing writer, so every pending
-            # entry up to ``last`` has been seen, whenever this stops
+            # entry up to ``self._cursor`` has been seen, whenever this stops
             ended, seen = listing.done(), 0
             failed = ended and listing.exception() is not None
             if not ended or failed:
@@ -329,15 +328,14 @@ class Dispatch:
                 # ahead of it in the same look: its digests are the longest single job
                 # (the bench image's 1.2 GB file waited for a unit of 256 small files)
                 small: list[WorkUnit] = []
-                for task in pending_tasks(self.case, item.evidence_id, 1 << 62, last):
+                for task in pending_tasks(self.case, item.evidence_id, 1 << 62, self._cursor):
                     if not ended and listing.done():
                         ended = True
                         failed = listing.exception() is not None
                         if not failed:
                             break  # the rest goes out largest first
-                    last, seen = task.file_id, seen + 1
-                    self._cursor = last
-                    if last in self.ahead:
+                    self._cursor, seen = task.file_id, seen + 1
+                    if self._cursor in self.ahead:
                         continue  # handed out already
                     unit = cutter.add(task)
                     if unit is None:
@@ -361,7 +359,7 @@ class Dispatch:
                     self.submit(unit)
                 if failed:
                     self.drain(0)
-                return last
+                return self._cursor
             wait([*self.in_flight, listing], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
             for future in [f for f in self.in_flight if f.done()]:
                 self._finished(future, self.in_flight.pop(future))

@@ -24,7 +24,6 @@ import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 # result tables and their primary-key order
 TABLES = {
@@ -170,7 +169,9 @@ class StateAhead:
 
 
 def _read_state(path: Path) -> dict[str, Any]:
-    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+    from .case import connect_read_only  # (examkit.case imports this module)
+
+    conn = connect_read_only(path)
     try:
         return state_digest(conn)
     finally:
