@@ -1,9 +1,12 @@
 """Scan benchmark: examkit against The Sleuth Kit's fiwalk on the same NTFS image, same run.
 
     make bench-scan                 # builds a >= 2 GB NTFS image (seeded), then measures
+    make bench-scan-lognormal       # the same, with lognormal_tree.py's tree (--shape)
     benchmarks/scan_vs_fiwalk.py --runs 5 --work DIR   # more pairs; keep the image in DIR
 
-Builds the image with real tools (make_tree.py + build_ntfs.sh: mkntfs, ntfs-3g) and
+Builds the image with real tools (make_tree.py, or with `--shape lognormal`
+lognormal_tree.py: file sizes of a used disk and a few videos; build_ntfs.sh: mkntfs,
+ntfs-3g) and
 a hash-set library (a 1,002,000-entry known-good md5sum set and a 50,025-entry
 known-bad sha256sum set, each holding some of the image's files), warms the page
 cache, then times `fiwalk -X` (MD5 + SHA-1 of every file) and `examkit scan` (MD5 +
@@ -31,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -45,23 +49,27 @@ from common import (  # benchmarks/ is the script folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+SHAPE_COUNT = {"tree": 8000, "lognormal": 6000}  # default --count of each shape
 HEAD_SIZE = 8192  # the head examkit types (libmagic's own regex_max); examkit.hashing.HEAD_SIZE
 
 
-def build_image(
-    work: Path, seed: int, count: int, big: int, size_mb: int, big_path: str | None
-) -> Path:
+def build_image(work: Path, args: argparse.Namespace) -> Path:
     image = work / "bench-ntfs.raw"
     if image.exists():
         return image
     tree, plan = work / "tree", work / "plan.json"
-    subprocess.run([sys.executable, str(FIXTURES / "make_tree.py"), "--seed", str(seed),
-                    "--count", str(count), "--big-size", str(big), "--plan", str(plan),
-                    *(["--big-path", big_path] if big_path else []),
-                    str(tree)], check=True)  # fmt: skip
+    if args.shape == "lognormal":
+        generator = [str(Path(__file__).with_name("lognormal_tree.py")), "--mu", str(args.mu),
+                     "--sigma", str(args.sigma)]  # fmt: skip
+    else:
+        generator = [str(FIXTURES / "make_tree.py"), "--big-size", str(args.big),
+                     *(["--big-path", args.big_path] if args.big_path else [])]  # fmt: skip
+    count = args.count or SHAPE_COUNT[args.shape]
+    subprocess.run([sys.executable, *generator, "--seed", str(args.seed), "--count",
+                    str(count), "--plan", str(plan), str(tree)], check=True)  # fmt: skip
     env = {**os.environ, "PYTHON": sys.executable}
     subprocess.run(["bash", str(FIXTURES / "build_ntfs.sh"), str(tree), str(plan), str(image),
-                    str(size_mb)], check=True, env=env)  # fmt: skip
+                    str(args.size_mb)], check=True, env=env)  # fmt: skip
     shutil.rmtree(tree)
     return image
 
@@ -81,8 +89,8 @@ def build_library(work: Path, env: dict[str, str], seed: int) -> tuple[int, int]
 
     plan = json.loads((work / "plan.json").read_text())
     gone = set(plan["delete"])
-    others = [e["md5"] for key in ("ads", "after_delete") for e in plan[key]]
-    candidates = [f for f in plan["files"] if f["path"] not in gone and f["md5"] not in others]
+    seen = Counter(e["md5"] for key in ("files", "ads", "after_delete") for e in plan[key])
+    candidates = [f for f in plan["files"] if f["path"] not in gone and seen[f["md5"]] == 1]
     rng = random.Random(seed)
     picked = rng.sample(candidates, GOOD_FROM_IMAGE + BAD_FROM_IMAGE)
     good, bad = picked[:GOOD_FROM_IMAGE], picked[GOOD_FROM_IMAGE:]
@@ -240,8 +248,16 @@ def _largest_stream(case: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=5151)
-    parser.add_argument("--count", type=int, default=8000, help="small files in the tree")
-    parser.add_argument("--big", type=int, default=1_200_000_000, help="one large file (bytes)")
+    parser.add_argument("--shape", choices=sorted(SHAPE_COUNT), default="tree",
+                        help="tree: make_tree.py's small files and one large file;"
+                        " lognormal: lognormal_tree.py's sizes of a used disk and a few"
+                        " videos")  # fmt: skip
+    parser.add_argument("--count", type=int, help="files in the tree (default: tree 8000,"
+                        " lognormal 6000)")  # fmt: skip
+    parser.add_argument("--mu", type=float, default=9.5, help="lognormal: mu of ln(size)")
+    parser.add_argument("--sigma", type=float, default=2.0, help="lognormal: sigma of ln(size)")
+    parser.add_argument("--big", type=int, default=1_200_000_000,
+                        help="tree: the one large file (bytes)")  # fmt: skip
     parser.add_argument("--big-path", help="where the large file goes in the tree (default:"
                         " make_tree.py's, early in a walk; zzz/big.log: the last folder a"
                         " directory walk reaches)")  # fmt: skip
@@ -256,7 +272,7 @@ def main() -> int:
     compile_bytecode()  # as a wheel install has it, whatever PYTHONDONTWRITEBYTECODE says
     try:
         t = time.perf_counter()
-        image = build_image(work, args.seed, args.count, args.big, args.size_mb, args.big_path)
+        image = build_image(work, args)
         print(f"image {image} ({image.stat().st_size / 1e9:.2f} GB) ready in "
               f"{time.perf_counter() - t:.0f} s")  # fmt: skip
         with open(image, "rb") as fh:  # page cache warm for both tools
