@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
 from make_tree import WORDS, csv_content, json_content, picture, text_content
 
-MIN_SIZE = 64  # smaller files are as likely to have the same bytes as another
+MIN_SIZE = 64  # the smallest file: tinier ones would often have the same bytes as another
 
 
 def _padded(head: bytes, size: int, rng: random.Random) -> bytes:

@@ -6,6 +6,7 @@ import collections
 import os
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -115,6 +116,36 @@ MMAP_THRESHOLD = 2 * CHUNK_SIZE
 TRIM_THRESHOLD = 32 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt() parameters
 _heap_kept = False
+
+
+# Units of many streams that read this much leave holes in the heap (chunks of every
+# size, freed in any order) that glibc keeps: only the top of the heap is trimmed. A
+# worker's free heap grew by ~10-30 MiB over a scan, counted in its memory until it ends.
+RELEASE_AFTER = 16 << 20
+RELEASE_EVERY = 1.0  # seconds: a trim costs ~0.7 ms, and the pages it frees fault in again
+_malloc_trim: Any = None
+_released = 0.0
+
+
+def release_free_heap(bytes_read: int) -> None:
+    """After a unit of several streams that read ``bytes_read`` bytes: give the heap's free
+    pages back to the system (glibc's ``malloc_trim``) if it read ``RELEASE_AFTER`` or more,
+    at most every ``RELEASE_EVERY`` seconds."""
+    global _malloc_trim, _released
+    now = time.monotonic()
+    if bytes_read < RELEASE_AFTER or now - _released < RELEASE_EVERY:
+        return
+    _released = now
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        except (OSError, AttributeError):  # not glibc
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def keep_chunk_pages() -> bool:

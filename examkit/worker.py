@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from .archives import ArchiveFormat, ArchiveLimits, ArchiveResult, expand, format_for
 from .evidence import MediaStream, hash_media, open_media
 from .filetype import detect_mime, extension_mismatch
-from .hashing import HEAD_SIZE, StreamDigest, keep_chunk_pages
+from .hashing import HEAD_SIZE, StreamDigest, keep_chunk_pages, release_free_heap
 from .isolation import heartbeat
 from .layers import Locked, Unlock, open_chain
 from .models import ERROR, OK, SHORT, StreamResult, WorkUnit
@@ -181,6 +181,8 @@ def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
             mismatch, f"file system returned {digest.bytes} of {task.size} bytes" if short
             else None, image, archive,
         ))  # fmt: skip
+    if len(unit.tasks) > 1:  # (a large stream's chunks are reused by the next one's)
+        release_free_heap(sum(r.bytes_read for r in results))
     return results
 
 

@@ -137,3 +137,53 @@ def test_chunks_reuse_heap_pages_instead_of_faulting_in_new_ones() -> None:
     default, kept = faults("off"), faults("on")
     assert default > 10_000  # ~750 pages a chunk, most of them faulted in anew
     assert kept * 3 < default
+
+
+HOLES = """
+import sys
+from examkit import hashing
+hashing.keep_chunk_pages()
+def private_dirty_kib():
+    with open("/proc/self/smaps_rollup") as fh:
+        return sum(int(line.split()[1]) for line in fh if line.startswith("Private_Dirty:"))
+chunks = [bytearray(b"x" * (1 << 20)) for _ in range(96)]  # a unit's chunks, 1 MiB each
+keep = chunks[-1::-8]  # what stays alive (in the heap above the others)
+del chunks
+held = private_dirty_kib()
+hashing.release_free_heap(int(sys.argv[1]))
+print(held, private_dirty_kib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_free_heap_is_given_back_after_a_unit_that_read_much() -> None:
+    """Freed chunks below a live one stay in the heap (glibc trims only its top), and count
+    in the worker's memory until it ends; release_free_heap gives their pages back once a
+    unit has read RELEASE_AFTER bytes, and leaves them after a unit that read less."""
+    from examkit.hashing import RELEASE_AFTER
+
+    def after(bytes_read: int) -> tuple[int, int]:
+        done = subprocess.run([sys.executable, "-c", HOLES, str(bytes_read)],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        held, left = map(int, done.stdout.split())
+        return held, left
+
+    held, left = after(RELEASE_AFTER)
+    assert held - left > 64 << 10  # KiB: most of the 84 freed MiB went back
+    held, left = after(RELEASE_AFTER - 1)
+    assert abs(held - left) < 4 << 10  # a small unit: nothing is trimmed
+
+
+def test_free_heap_is_given_back_at_most_every_release_every_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from examkit import hashing
+
+    calls: list[int] = []
+    monkeypatch.setattr(hashing, "_malloc_trim", calls.append)
+    monkeypatch.setattr(hashing, "_released", 0.0)
+    clock = iter([1000.0, 1000.5, 1001.2])
+    monkeypatch.setattr(hashing.time, "monotonic", lambda: next(clock))
+    for _ in range(3):
+        hashing.release_free_heap(hashing.RELEASE_AFTER)
+    assert calls == [0, 0]  # at 1000.0 and 1001.2, not 1000.5
