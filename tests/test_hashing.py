@@ -182,8 +182,9 @@ def test_free_heap_is_given_back_at_most_every_release_every_seconds(
     calls: list[int] = []
     monkeypatch.setattr(hashing, "_malloc_trim", calls.append)
     monkeypatch.setattr(hashing, "_released", 0.0)
-    clock = iter([1000.0, 1000.5, 1001.2])
-    monkeypatch.setattr(hashing.time, "monotonic", lambda: next(clock))
-    for _ in range(3):
-        hashing.release_free_heap(hashing.RELEASE_AFTER)
-    assert calls == [0, 0]  # at 1000.0 and 1001.2, not 1000.5
+    hashing.release_free_heap(hashing.RELEASE_AFTER)  # given back
+    hashing.release_free_heap(hashing.RELEASE_AFTER)  # within RELEASE_EVERY: not
+    monkeypatch.setattr(hashing, "_released", hashing._released - hashing.RELEASE_EVERY)
+    hashing.release_free_heap(hashing.RELEASE_AFTER - 1)  # a unit that read less: not
+    hashing.release_free_heap(hashing.RELEASE_AFTER)  # given back
+    assert calls == [0, 0]
