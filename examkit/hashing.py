@@ -137,15 +137,23 @@ def release_free_heap(bytes_read: int) -> None:
         return
     _released = now
     if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL(None).malloc_trim
-            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-        except (OSError, AttributeError):  # not glibc
-            _malloc_trim = False
+        _malloc_trim = _libc_function("malloc_trim", "c_size_t") or False
     if _malloc_trim:
         _malloc_trim(0)
+
+
+def _libc_function(name: str, *argtypes: str) -> Any:
+    """The C library's function ``name`` taking ``argtypes`` (ctypes' type names) and
+    returning an int, or None when it has none (not glibc)."""
+    try:
+        import ctypes
+
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [getattr(ctypes, t) for t in argtypes]
+    function.restype = ctypes.c_int
+    return function
 
 
 def keep_chunk_pages() -> bool:
@@ -155,13 +163,9 @@ def keep_chunk_pages() -> bool:
     global _heap_kept
     if _heap_kept:
         return True
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt", "c_int", "c_int")
+    if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _heap_kept = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
