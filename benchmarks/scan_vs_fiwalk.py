@@ -84,13 +84,17 @@ def build_library(work: Path, env: dict[str, str], seed: int) -> tuple[int, int]
     a known-bad sha256sum set of BAD_RANDOM random digests plus the SHA-256 of
     BAD_FROM_IMAGE others. The files are drawn (seeded) from the generator's plan, whose
     digests make_tree.py computed itself: allocated files whose content no other stream
-    has. Returns the (known-good, flagged) counts a correct scan must report."""
+    has, empty files left out (the file system's own empty streams, such as NTFS's
+    ``$Volume``, share their digests). Returns the (known-good, flagged) counts a correct
+    scan must report."""
     import random
 
     plan = json.loads((work / "plan.json").read_text())
     gone = set(plan["delete"])
     seen = Counter(e["md5"] for key in ("files", "ads", "after_delete") for e in plan[key])
-    candidates = [f for f in plan["files"] if f["path"] not in gone and seen[f["md5"]] == 1]
+    candidates = [
+        f for f in plan["files"] if f["path"] not in gone and seen[f["md5"]] == 1 and f["size"] > 0
+    ]
     rng = random.Random(seed)
     picked = rng.sample(candidates, GOOD_FROM_IMAGE + BAD_FROM_IMAGE)
     good, bad = picked[:GOOD_FROM_IMAGE], picked[GOOD_FROM_IMAGE:]
