@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import queue
 import threading
@@ -258,15 +259,17 @@ class StreamDigest:
     """
 
     def __init__(self, hashers: Sequence[Hasher]) -> None:
-        self._objects: list[tuple[str | tuple[str, ...], Any]] = []
-        standard = {h.name for h in hashers if h.standard}
-        triple = native_triple()[0] if standard.issuperset(TRIPLE) else None
-        if triple is not None:
-            self._objects.append((TRIPLE, triple()))
-        for h in hashers:
-            if triple is None or h.name not in TRIPLE:
-                self._objects.append((h.name, h.new()))
-        self._names = [h.name for h in hashers]  # the digests' order
+        key = (tuple(hashers), native_triple()[0])
+        try:
+            triple, others, self._names = _plan(*key)
+        except TypeError:  # a plugin's hasher that cannot be a key: worked out each time
+            triple, others, self._names = _plan.__wrapped__(*key)
+        self._objects: list[tuple[str | tuple[str, ...], Any]] = (
+            [(TRIPLE, triple())] if triple is not None else []
+        )
+        self._objects += [(h.name, h.new()) for h in others]
+        # the one pass alone, giving md5, sha1, sha256 in that order: hexdigests' short way
+        self._triple_only = triple is not None and not others and self._names == TRIPLE
         self.bytes = 0
         self._head: bytes | bytearray = b""  # the first HEAD_SIZE bytes, once had
         self._pending: collections.deque[_Chunk] = collections.deque()
@@ -305,6 +308,8 @@ class StreamDigest:
 
     def hexdigests(self) -> dict[str, str]:
         self._wait()
+        if self._triple_only:
+            return dict(zip(TRIPLE, self._objects[0][1].hexdigests(), strict=True))
         out: dict[str, str] = {}
         for name, obj in self._objects:
             if isinstance(name, tuple):
@@ -312,6 +317,20 @@ class StreamDigest:
             else:
                 out[name] = obj.hexdigest().lower()
         return {name: out[name] for name in self._names}
+
+
+@functools.lru_cache(maxsize=16)
+def _plan(
+    hashers: tuple[Hasher, ...], available: Any
+) -> tuple[Any, tuple[Hasher, ...], tuple[str, ...]]:
+    """How a stream is hashed with ``hashers`` (worked out once per set, not per stream):
+    the one-pass triple (``available``, what ``native_triple`` allows) if md5, sha1 and
+    sha256 all are standard (else ``None``), the hashers whose own objects are still
+    needed, and every hasher's name: the digests' order."""
+    standard = {h.name for h in hashers if h.standard}
+    triple = available if available is not None and standard.issuperset(TRIPLE) else None
+    others = tuple(h for h in hashers if triple is None or h.name not in TRIPLE)
+    return triple, others, tuple(h.name for h in hashers)
 
 
 def hash_stream(chunks: Iterable[bytes], hashers: Sequence[Hasher]) -> StreamDigest:

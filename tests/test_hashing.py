@@ -9,10 +9,19 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
-from examkit.hashing import AHEAD, CHUNK_SIZE, HEAD_SIZE, PARALLEL_MIN, Hasher, hash_stream
+from examkit.hashing import (
+    AHEAD,
+    CHUNK_SIZE,
+    HEAD_SIZE,
+    PARALLEL_MIN,
+    Hasher,
+    StreamDigest,
+    hash_stream,
+)
 from examkit.plugins import registry
 
 
@@ -88,6 +97,41 @@ def test_a_digest_failing_in_its_lane_fails_the_stream() -> None:
     chunks = [bytes(PARALLEL_MIN)] * 3
     with pytest.raises(OSError, match="digest failed"):
         hash_stream(chunks, [*_three(), _Failing()]).hexdigests()
+
+
+class _Unhashable(Hasher):
+    """A plugin's hasher that defines equality and so cannot be a dictionary key."""
+
+    name, standard = "sha512", False
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Unhashable)
+
+    def new(self) -> Any:
+        return hashlib.sha512()
+
+
+def test_a_hasher_that_cannot_be_a_key_still_hashes() -> None:
+    data = random.Random(7).randbytes(3 * PARALLEL_MIN + 5)
+    out = hash_stream([data], [*_three(), _Unhashable()]).hexdigests()
+    assert out == {name: hashlib.new(name, data).hexdigest()
+                   for name in ("md5", "sha1", "sha256", "sha512")}  # fmt: skip
+
+
+def test_how_a_stream_is_hashed_follows_this_processs_decision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from examkit import hashing
+
+    hashers = _three()
+    if hashing.native_triple()[0] is not None:  # the one pass, where this machine has it
+        assert [name for name, _ in StreamDigest(hashers)._objects] == [hashing.TRIPLE]
+    monkeypatch.setattr(hashing, "_triple", (None, "switched off for the test"))
+    digest = StreamDigest(hashers)  # the same hashers: a plan kept for them is not reused
+    assert [name for name, _ in digest._objects] == ["md5", "sha1", "sha256"]
+    digest.update(b"abc")
+    assert digest.hexdigests()["sha1"] == hashlib.sha1(b"abc").hexdigest()
 
 
 def _lane_threads() -> int:
