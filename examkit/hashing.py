@@ -261,15 +261,13 @@ class StreamDigest:
     def __init__(self, hashers: Sequence[Hasher]) -> None:
         key = (tuple(hashers), native_triple()[0])
         try:
-            triple, others, self._names = _plan(*key)
+            triple, others, self._names, self._triple_only = _plan(*key)
         except TypeError:  # a plugin's hasher that cannot be a key: worked out each time
-            triple, others, self._names = _plan.__wrapped__(*key)
+            triple, others, self._names, self._triple_only = _plan.__wrapped__(*key)
         self._objects: list[tuple[str | tuple[str, ...], Any]] = (
             [(TRIPLE, triple())] if triple is not None else []
         )
         self._objects += [(h.name, h.new()) for h in others]
-        # the one pass alone, giving md5, sha1, sha256 in that order: hexdigests' short way
-        self._triple_only = triple is not None and not others and self._names == TRIPLE
         self.bytes = 0
         self._head: bytes | bytearray = b""  # the first HEAD_SIZE bytes, once had
         self._pending: collections.deque[_Chunk] = collections.deque()
@@ -322,15 +320,17 @@ class StreamDigest:
 @functools.lru_cache(maxsize=16)
 def _plan(
     hashers: tuple[Hasher, ...], available: Any
-) -> tuple[Any, tuple[Hasher, ...], tuple[str, ...]]:
+) -> tuple[Any, tuple[Hasher, ...], tuple[str, ...], bool]:
     """How a stream is hashed with ``hashers`` (worked out once per set, not per stream):
     the one-pass triple (``available``, what ``native_triple`` allows) if md5, sha1 and
     sha256 all are standard (else ``None``), the hashers whose own objects are still
-    needed, and every hasher's name: the digests' order."""
+    needed, every hasher's name (the digests' order), and whether the one pass alone gives
+    them all, in that order (``hexdigests``' short way)."""
     standard = {h.name for h in hashers if h.standard}
     triple = available if available is not None and standard.issuperset(TRIPLE) else None
     others = tuple(h for h in hashers if triple is None or h.name not in TRIPLE)
-    return triple, others, tuple(h.name for h in hashers)
+    names = tuple(h.name for h in hashers)
+    return triple, others, names, triple is not None and not others and names == TRIPLE
 
 
 def hash_stream(chunks: Iterable[bytes], hashers: Sequence[Hasher]) -> StreamDigest:
