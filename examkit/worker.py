@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import placement
 from .archives import ArchiveFormat, ArchiveLimits, ArchiveResult, expand, format_for
 from .evidence import MediaStream, hash_media, open_media
 from .filetype import detect_mime, extension_mismatch
@@ -181,6 +182,7 @@ def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
             mismatch, f"file system returned {digest.bytes} of {task.size} bytes" if short
             else None, image, archive,
         ))  # fmt: skip
+    placement.release()  # a stream that failed while its reader was kept off its lanes' cores
     if len(unit.tasks) > 1:  # (a large stream's chunks are reused by the next one's)
         release_free_heap(sum(r.bytes_read for r in results))
     return results
