@@ -36,6 +36,7 @@ from examkit.models import (
     FileSystemInfo,
 )
 from examkit.walk import FileSystemHandle, FileSystemWalker, NotRecognised
+from examkit_plugins.filesystems.ntfs_mft import MIN_SIZE, large_files
 from examkit_plugins.tsk_image import TSK_VERSION, enum_name, tsk_image
 
 # TSK converts FAT's local times with the process time zone: pin it to UTC so
@@ -50,6 +51,7 @@ HFS_RSRC = 4353
 HFS_EXT_ATTR = 4354
 DEFAULT_TYPES = (1, HFS_DATA)  # TSK_FS_ATTR_TYPE_DEFAULT, HFS data fork
 MAX_EXPANSIONS = 4  # a directory reached by more paths than this is corruption
+EARLY_SIZE = MIN_SIZE  # NTFS files this large are listed first (TskFileSystem.entries)
 
 _META_TYPES = {
     1: "file", 2: "dir", 3: "fifo", 4: "chr", 5: "blk", 6: "link",
@@ -107,6 +109,14 @@ class TskFileSystem(FileSystemHandle):
     def entries(self) -> Iterator[FileEntry]:
         seq = 0
         root_inum = int(self._fs.info.root_inum)
+        # NTFS: the largest files first (their digests are a scan's longest jobs), each
+        # left out when the walk reaches it again (see examkit_plugins.filesystems.ntfs_mft)
+        early: set[tuple[bytes, int]] = set()
+        for path, f in self._large_first(root_inum) if self._ntfs else ():
+            for row in self._rows(f, path, "file", seq, None):
+                yield row
+                seq += 1
+            early.add((path, int(f.info.meta.addr)))
         expansions: Counter[int] = Counter({root_inum: 1})
         stack: list[tuple[Iterator[Any], bytes, frozenset[int]]] = [
             (iter(self._fs.open_dir(inode=root_inum)), b"", frozenset({root_inum}))
@@ -128,6 +138,8 @@ class TskFileSystem(FileSystemHandle):
             if f.info.meta is None and int(f.info.name.meta_addr):
                 f = self._with_meta(f)
             meta = f.info.meta
+            if early and meta is not None and (path, int(meta.addr)) in early:
+                continue  # listed first
             child: Iterator[Any] | None = None
             note: str | None = None
             kind = self._type(f)
@@ -148,6 +160,37 @@ class TskFileSystem(FileSystemHandle):
                 seq += 1
             if child is not None:
                 stack.append((child, path, ancestors | {int(meta.addr)}))
+
+    def _large_first(self, root: int) -> Iterator[tuple[bytes, Any]]:
+        """The largest files (``ntfs_mft.large_files``), each with its path and the name
+        entry the walk would reach it by; fewer, or none, on any error."""
+        seen: dict[int, dict[int, Any]] = {}  # per folder: its entries read so far, by inode
+        unread: dict[int, Iterator[Any]] = {}
+
+        def entry(folder: int, inode: int) -> Any:
+            names = seen.setdefault(folder, {})
+            if folder not in unread:
+                unread[folder] = iter(self._fs.open_dir(inode=folder))
+            while inode not in names:
+                f = next(unread[folder], None)
+                if f is None:
+                    return None
+                if (f.info.name.name or b"") not in (b".", b"..") and f.info.meta is not None:
+                    names.setdefault(int(f.info.name.meta_addr), f)
+            return names[inode]
+
+        try:
+            for inode, folders in large_files(self._fs, EARLY_SIZE):
+                path, folder, f = b"", root, None
+                for step in (*folders, inode):
+                    f = entry(folder, step)
+                    if f is None:
+                        break
+                    path, folder = path + b"/" + (f.info.name.name or b""), step
+                if f is not None and self._type(f) in _CONTENT_TYPES:
+                    yield path, f
+        except OSError:
+            return
 
     @staticmethod
     def _type(f: Any) -> str:
