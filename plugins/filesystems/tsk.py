@@ -175,8 +175,11 @@ class TskFileSystem(FileSystemHandle):
                 f = next(unread[folder], None)
                 if f is None:
                     return None
-                if (f.info.name.name or b"") not in (b".", b"..") and f.info.meta is not None:
-                    names.setdefault(int(f.info.name.meta_addr), f)
+                name = f.info.name
+                # a live name (a deleted one may point to the record since reused)
+                live = not int(name.flags) & int(pytsk3.TSK_FS_NAME_FLAG_UNALLOC)
+                if live and f.info.meta is not None and (name.name or b"") not in (b".", b".."):
+                    names.setdefault(int(name.meta_addr), f)
             return names[inode]
 
         try:
