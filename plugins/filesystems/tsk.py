@@ -113,7 +113,7 @@ class TskFileSystem(FileSystemHandle):
         # left out when the walk reaches it again (see examkit_plugins.filesystems.ntfs_mft)
         early: set[tuple[bytes, int]] = set()
         for path, f in self._large_first(root_inum) if self._ntfs else ():
-            for row in self._rows(f, path, "file", seq, None):
+            for row in self._rows(f, path, self._type(f), seq, None):
                 yield row
                 seq += 1
             early.add((path, int(f.info.meta.addr)))
