@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from examkit.plan import LARGE_STREAM
+
 MFT_INODE, BOOT_INODE, ROOT_INODE = 0, 7, 5
 FILE_NAME, DATA, END = 0x30, 0x80, 0xFFFFFFFF
 DOS_NAMESPACE = 2  # a $FILE_NAME holding only the 8.3 name
@@ -30,7 +32,7 @@ READ = 4 << 20  # the MFT is searched this much at a time
 MAX_FILES = 16
 MAX_DEPTH = 64
 
-MIN_SIZE = 1 << 25  # examkit.plan.LARGE_STREAM: a stream hashed as a unit of its own
+MIN_SIZE = LARGE_STREAM  # a stream hashed as a unit of its own
 
 
 @lru_cache(maxsize=8)
@@ -146,14 +148,13 @@ class MftReader:
                 break
             seen = set()
             for match in pattern.finditer(chunk):
-                where = start + match.start()
-                if where % 8:
+                if match.start() % 8:
                     continue
-                inode = where // self.record
-                if inode in seen:
+                at = match.start() - match.start() % self.record  # chunks hold whole records
+                if at in seen:
                     continue
-                seen.add(inode)
-                record = self.read(inode)
+                seen.add(at)
+                record = parse_record(chunk[at : at + self.record], (start + at) // self.record)
                 if record is not None and _a_large_file(record, min_size):
                     found.append(record)
         found.sort(key=lambda r: (-(r.size or 0), r.inode))
