@@ -188,6 +188,7 @@ def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
     def finish_untyped() -> None:
         nonlocal held
         for place, digest, keeper in untyped:
+            heartbeat()
             results[place] = finish(digest, keeper)
         untyped.clear()
         held = 0
