@@ -531,3 +531,77 @@ def test_ascii_text_is_every_byte_libmagic_counts_as_text() -> None:
         if magic_subset.is_text(head):
             assert encoding.from_buffer(head) == "us-ascii", byte
     assert not magic_subset.is_text(b"")
+
+
+_ONE_PASS_RULES = (
+    "0\tstring\tBI\tbinary rule\n!:mime\tapplication/x-binary-rule\n"
+    "0\tstring/t\tBITEXTYTEXTY\ttext rule\n!:mime\ttext/x-texty\n"
+    "0\tstring/t\tTEXTONLY\tanother text rule\n!:mime\ttext/x-text-only\n"
+    "0\tstring\tOWND\ta rule's own default\n!:mime\tapplication/octet-stream\n"
+    "0\tsearch/64\tQUIETWORD\n>0\tsearch/64\tLOUD\tquiet then loud\n!:mime\ttext/x-loud\n"
+)
+
+
+def test_one_pass_copies_answer_as_two_passes(tmp_path: Path) -> None:
+    """A one-pass copy tries the text rules after the binary ones in libmagic's first
+    pass; for ASCII heads it answers as the same database does in its two passes (the
+    oracle: libmagic on the compiled database as it is)."""
+    mgc = compile_magic(tmp_path, "onepass", _ONE_PASS_RULES)
+    compiled = mgc.read_bytes()
+    entries, n0, _n1 = magic_subset.parse(compiled)
+    top = [e for e in entries[:n0] if e.cont_level == 0]
+    kinds = [("text" if e.flag & magic_subset.TEXTTEST else "binary", e.value[:4]) for e in top]
+    # the long text string sorts first: left there, it would answer before the binary rule
+    assert kinds.index(("text", b"BITE")) < kinds.index(("binary", b"BI"))
+    two_passes = magic.Magic(mime=True, magic_file=str(mgc))
+    one = magic_subset.OnePassCopy(compiled)
+    heads = {
+        b"BITEXTYTEXTY words\n": "application/x-binary-rule",  # the first pass's rule
+        b"TEXTONLY words\n": "text/x-text-only",
+        b"OWND words\n": "application/octet-stream",  # a rule's own, not the default
+        b"QUIETWORD and LOUD\n": "text/x-loud",
+        b"QUIETWORD alone\n": "text/plain",
+        b"plain words\n": "text/plain",
+        b"x": "application/octet-stream",  # one byte: libmagic gives up before either pass
+    }
+    for head, expected in heads.items():
+        assert magic_subset.is_text(head)
+        assert two_passes.from_buffer(head) == expected, head
+        assert one.from_buffer(head) == expected, head
+
+
+def test_one_pass_moves_only_text_rules(typer: magic_subset.TextMagic) -> None:
+    """The system database's copy: the same records, binary rules first in their order,
+    then the text-only rules in theirs with the first-pass bit set; named rules as they
+    were; a rule's own application/octet-stream renamed."""
+    database = typer.subset.database()
+    moved = magic_subset.one_pass(database)
+    assert (
+        len(moved) == len(database)
+        and moved[: magic_subset.RECORD] == database[: magic_subset.RECORD]
+    )
+    entries, n0, n1 = magic_subset.parse(database)
+    after, m0, m1 = magic_subset.parse(moved)
+    assert (m0, m1) == (n0, n1)
+    groups = magic_subset.rule_groups(entries, 0, n0)
+    binary = [(a, b) for a, b in groups if entries[a].flag & magic_subset.BINTEST]
+    text = [(a, b) for a, b in groups if not entries[a].flag & magic_subset.BINTEST]
+    assert text  # the copy holds text rules (their moving is what is tested)
+    at = 0
+    for a, b in binary + text:
+        for i in range(a, b):
+            old, new = entries[i], after[at]
+            flag = old.flag | (magic_subset.BINTEST if (a, b) in text and i == a else 0)
+            assert (new.cont_level, new.flag, new.type, new.offset, new.value) == (
+                old.cont_level, flag, old.type, old.offset, old.value)  # fmt: skip
+            at += 1
+    for i in range(n0, n0 + n1):  # named rules: where they were, as they were
+        old, new = entries[i], after[i]
+        assert (new.cont_level, new.flag, new.type, new.value) == (
+            old.cont_level, old.flag, old.type, old.value)  # fmt: skip
+    r, field = magic_subset.RECORD, slice(224, 304)  # struct magic's mimetype
+    default, standin = b"application/octet-stream", b"application/x-examkit-rule-octet-stream"
+    records = range(1, 1 + n0 + n1)
+    own = sum(database[r * i :][field].split(b"\0")[0] == default for i in records)
+    renamed = sum(moved[r * i :][field].split(b"\0")[0] == standin for i in records)
+    assert renamed == own and b"application/octet-stream\0" not in moved
