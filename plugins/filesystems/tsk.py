@@ -64,6 +64,8 @@ _NAME_TYPES = {
 _CONTENT_TYPES = ("file", "virtual")
 _DIR_TYPES = ("dir", "virtual_dir")
 ORPHAN_PREFIX = b"/$OrphanFiles/"
+_NAME_UNALLOC = int(pytsk3.TSK_FS_NAME_FLAG_UNALLOC)
+_META_ALLOC = int(pytsk3.TSK_FS_META_FLAG_ALLOC)
 
 
 @lru_cache(maxsize=4096)
@@ -131,18 +133,26 @@ class TskFileSystem(FileSystemHandle):
             except OSError:
                 stack.pop()  # a directory that cannot be read further; its row says so
                 continue
-            raw = f.info.name.name or b""
+            info = f.info
+            name_info = info.name
+            raw = name_info.name or b""
             if raw in (b".", b".."):
                 continue
             path = parent + b"/" + raw
-            if f.info.meta is None and int(f.info.name.meta_addr):
+            meta = info.meta
+            if meta is None and int(name_info.meta_addr):
                 f = self._with_meta(f)
-            meta = f.info.meta
+                info = f.info
+                meta = info.meta
             if early and meta is not None and (path, int(meta.addr)) in early:
                 continue  # listed first
             child: Iterator[Any] | None = None
             note: str | None = None
-            kind = self._type(f)
+            kind = (
+                _META_TYPES.get(int(meta.type), "unknown")
+                if meta is not None
+                else _NAME_TYPES.get(int(name_info.type), "unknown")
+            )  # as _type(f)
             if kind in _DIR_TYPES and meta is not None:
                 inode = int(meta.addr)
                 if inode in ancestors:
@@ -155,7 +165,7 @@ class TskFileSystem(FileSystemHandle):
                         expansions[inode] += 1
                     except OSError as exc:
                         note = f"cannot list directory: {_first_line(exc)}"
-            for row in self._rows(f, path, kind, seq, note):
+            for row in self._rows(f, path, kind, seq, note, info):
                 yield row
                 seq += 1
             if child is not None:
@@ -203,92 +213,78 @@ class TskFileSystem(FileSystemHandle):
         return _NAME_TYPES.get(int(f.info.name.type), "unknown")
 
     def _rows(
-        self, f: Any, path: bytes, kind: str, seq: int, note: str | None
-    ) -> Iterator[FileEntry]:
-        name_info = f.info.name
-        meta = f.info.meta
-        raw_name = name_info.name or b""
-        name, name_bytes = decode_name(raw_name)
+        self, f: Any, path: bytes, kind: str, seq: int, note: str | None, info: Any = None
+    ) -> list[FileEntry]:
+        """The rows of one entry: its default stream (or content-less row) and its other
+        streams. A list, built with positional fields: once per entry of a scan. ``info``:
+        ``f.info``, if the caller has it."""
+        if info is None:
+            info = f.info
+        name_info, meta = info.name, info.meta
+        name, name_bytes = decode_name(name_info.name or b"")
         path_text, path_bytes = decode_name(path)
         if path.startswith(ORPHAN_PREFIX):
             state = ORPHAN
-        elif int(name_info.flags) & int(pytsk3.TSK_FS_NAME_FLAG_UNALLOC):
+        elif int(name_info.flags) & _NAME_UNALLOC:
             state = DELETED
         else:
             state = ALLOCATED
-        common: dict[str, Any] = {
-            "path": path_text,
-            "name": name,
-            "path_bytes": path_bytes,
-            "name_bytes": name_bytes,
-            "meta_type": kind,
-            "state": state,
-        }
         if meta is None or (int(meta.addr) == 0 and state == DELETED):
-            yield FileEntry(
-                seq=seq, stream=None, inode=int(name_info.meta_addr) or None,
-                attr_type=None, attr_id=None, size=0, status=NO_METADATA,
-                error=note or "deleted name without a metadata entry", **common,
-            )  # fmt: skip
-            return
+            return [
+                FileEntry(
+                    seq, path_text, name, None, int(name_info.meta_addr) or None, None, None,
+                    kind, 0, state, NO_METADATA, path_bytes, name_bytes, None, None, None, None,
+                    note or "deleted name without a metadata entry",
+                )
+            ]  # fmt: skip
         inode = int(meta.addr)
-        common.update(
-            inode=inode,
-            mtime=utc(meta.mtime, getattr(meta, "mtime_nano", 0)),
-            atime=utc(meta.atime, getattr(meta, "atime_nano", 0)),
-            ctime=utc(meta.ctime, getattr(meta, "ctime_nano", 0)),
-            crtime=utc(meta.crtime, getattr(meta, "crtime_nano", 0)),
-        )
-        realloc = state == DELETED and bool(int(meta.flags) & int(pytsk3.TSK_FS_META_FLAG_ALLOC))
+        mtime = utc(meta.mtime, getattr(meta, "mtime_nano", 0))
+        atime = utc(meta.atime, getattr(meta, "atime_nano", 0))
+        ctime = utc(meta.ctime, getattr(meta, "ctime_nano", 0))
+        crtime = utc(meta.crtime, getattr(meta, "crtime_nano", 0))
+        realloc = state == DELETED and bool(int(meta.flags) & _META_ALLOC)
         try:
             attrs = list(f)
         except OSError as exc:
             attrs = []
             note = note or f"cannot list attributes: {_first_line(exc)}"
         default, streams = self._pick_attrs(attrs)
-
-        def status(has_content: bool) -> str:
-            if realloc:
-                return REALLOCATED
-            return PENDING if has_content else NO_CONTENT
-
         realloc_note = "metadata entry now belongs to another file" if realloc else None
-        if kind in _CONTENT_TYPES:
-            if default is not None:
-                yield FileEntry(
-                    seq=seq, stream=None, attr_type=int(default.info.type),
-                    attr_id=int(default.info.id), size=int(default.info.size),
-                    status=status(True), error=note or realloc_note, **common,
-                )  # fmt: skip
-            elif self._ntfs:
-                yield FileEntry(
-                    seq=seq, stream=None, attr_type=None, attr_id=None,
-                    size=int(meta.size), status=status(False),
-                    error=note or realloc_note or "no unnamed $DATA attribute", **common,
-                )  # fmt: skip
-            else:
-                yield FileEntry(
-                    seq=seq, stream=None, attr_type=None, attr_id=None,
-                    size=int(meta.size), status=status(True), error=note or realloc_note,
-                    **common,
-                )  # fmt: skip
+        content = REALLOCATED if realloc else PENDING  # status of a row with content to read
+        if kind not in _CONTENT_TYPES:
+            size, status, error = int(meta.size), REALLOCATED if realloc else NO_CONTENT, None
+            attr_type = attr_id = None
+        elif default is not None:
+            attr_type, attr_id = int(default.info.type), int(default.info.id)
+            size, status, error = int(default.info.size), content, None
+        elif self._ntfs:
+            attr_type = attr_id = None
+            size, status = int(meta.size), REALLOCATED if realloc else NO_CONTENT
+            error = "no unnamed $DATA attribute"
         else:
-            yield FileEntry(
-                seq=seq, stream=None, attr_type=None, attr_id=None, size=int(meta.size),
-                status=REALLOCATED if realloc else NO_CONTENT, error=note or realloc_note,
-                **common,
-            )  # fmt: skip
-        for n, attr in enumerate(streams, start=1):
+            attr_type = attr_id = None
+            size, status, error = int(meta.size), content, None
+        rows = [
+            FileEntry(
+                seq, path_text, name, None, inode, attr_type, attr_id, kind, size, state, status,
+                path_bytes, name_bytes, mtime, atime, ctime, crtime,
+                note or realloc_note or error if kind in _CONTENT_TYPES else note or realloc_note,
+            )
+        ]  # fmt: skip
+        for n, attr in enumerate(streams, start=1):  # directories' named streams too
             stream_name = _attr_name(attr) or ""
             # exact bytes of "path:stream" when either part is not UTF-8 (else NULL)
-            full = (common["path_bytes"] or path_text.encode()) + b":" + (attr.info.name or b"rsrc")
-            yield FileEntry(
-                seq=seq + n, stream=stream_name if int(attr.info.type) != HFS_RSRC else "rsrc",
-                attr_type=int(attr.info.type), attr_id=int(attr.info.id),
-                size=int(attr.info.size), status=status(True), error=realloc_note,
-                **{**common, "path": f"{path_text}:{stream_name or 'rsrc'}",
-                   "path_bytes": decode_name(full)[1]},
+            full = (path_bytes or path_text.encode()) + b":" + (attr.info.name or b"rsrc")
+            rows.append(
+                FileEntry(
+                    seq + n, f"{path_text}:{stream_name or 'rsrc'}", name,
+                    stream_name if int(attr.info.type) != HFS_RSRC else "rsrc", inode,
+                    int(attr.info.type), int(attr.info.id), kind, int(attr.info.size), state,
+                    content, decode_name(full)[1], name_bytes, mtime, atime, ctime, crtime,
+                    realloc_note,
+                )
             )  # fmt: skip
+        return rows
 
     def _with_meta(self, f: Any) -> Any:
         """Metadata a directory listing did not load (NTFS orphans), opened by inode.
