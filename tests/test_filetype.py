@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any
 
@@ -114,3 +115,28 @@ def test_a_worker_that_cannot_answer_is_recorded_as_unknown() -> None:
             return future
 
     assert workers_typing(Broken()) == "unknown (RuntimeError: the pool is shut down)"  # type: ignore[arg-type]
+
+
+def test_heads_alike_at_both_ends_get_their_own_answers() -> None:
+    """The cache finds a head by its length and ends, but answers only for the very same
+    head: two heads that differ in the middle are each typed (and typed again when they
+    take each other's place); the least recently used head is dropped beyond the bound."""
+    calls: list[bytes] = []
+
+    def typer(head: bytes) -> str:
+        calls.append(head)
+        return hashlib.sha256(head).hexdigest()
+
+    answers = filetype._HeadAnswers(typer, 2)
+    a = b"x" * 100 + b"A" + b"y" * 100
+    b = b"x" * 100 + b"B" + b"y" * 100
+    for head in (a, b, a, b):
+        assert answers(head) == hashlib.sha256(head).hexdigest()
+    assert calls == [a, b, a, b]
+    c, d = b"c" * 300, b"d" * 300
+    assert answers(c) == answers(c) and answers(d) == answers(d)
+    assert calls[4:] == [c, d] and answers.cache_info().currsize == 2
+    answers(a)  # a third distinct key: the least recently used one (c's) is dropped
+    answers(d)
+    answers(c)
+    assert calls[6:] == [a, c]  # d was still kept, c had been dropped
