@@ -155,11 +155,15 @@ class Matcher:
             return out
         now = utc_now()
         for algorithm in DIGESTS:
-            values = [str(f[_POSITION[algorithm]] or "") for f in files]
+            sets = [s for s in self.sets if algorithm in s.index.manifest["algorithms"]]
+            if not sets:  # no set lists this digest: nothing to look up
+                continue
+            position = _POSITION[algorithm]
+            values = [str(f[position] or "") for f in files]
             queries, valid = hex_to_array(values, algorithm)
             if len(queries) == 0:
                 continue
-            for case_set in self.sets:
+            for case_set in sets:
                 q_pos, found = case_set.index.lookup(algorithm, queries)
                 entries = found.tolist()
                 self._gather(case_set, entries)

@@ -19,7 +19,14 @@ import pytest
 
 from examkit import hashdb, hashdb_write
 from examkit.errors import UsageError
-from examkit.hashdb import _split_lines, _uniform_lines, lookup_hex, lookup_lines, windows
+from examkit.hashdb import (
+    _split_lines,
+    _uniform_lines,
+    hex_to_array,
+    lookup_hex,
+    lookup_lines,
+    windows,
+)
 from examkit.hashdb_write import sort_digests
 from examkit.hashformat import EntrySink, HashSetError, HashSetFormat, MalformedInput
 from examkit.hashsets import Library
@@ -430,3 +437,22 @@ def test_small_lookup_tables_stay_mapped_within_the_budget(
         assert hashdb._KEPT.used == held
     assert all(a == answers[0] for a in answers) and len(answers[0][0]) == 600
     assert tables > sizes["md5.prefix"]
+
+
+def test_hex_to_array_keeps_only_clean_full_width_values() -> None:
+    """Every value clean and full width (one joined decode), or some not: the same digests
+    and positions as decoding each value alone, the bad ones left out."""
+    good = [hashlib.md5(str(i).encode()).hexdigest() for i in range(6)]
+    cases = [
+        good,
+        [*good[:2], "", *good[3:]],  # a stream without a digest
+        [*good[:2], "zz" * 16, *good[3:]],  # not hex
+        [*good[:2], good[2][:30] + " 0", *good[3:]],  # a blank inside: fromhex would skip it
+        [*good[:2], good[2][:30] + "  ", *good[3:]],  # two: a value one byte short
+        [*good[:2], good[2][:-2], good[3] + "ab", *good[4:]],  # short and long: same total
+    ]
+    for values in cases:
+        queries, valid = hex_to_array(values, "md5")
+        expected = [i for i, v in enumerate(values) if v in good]
+        assert valid.tolist() == expected, values
+        assert [bytes(q).hex() for q in queries] == [values[i] for i in expected]
