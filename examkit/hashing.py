@@ -134,11 +134,17 @@ def release_free_heap(bytes_read: int) -> None:
     """After a unit of several streams that read ``bytes_read`` bytes: give the heap's free
     pages back to the system (glibc's ``malloc_trim``) if it read ``RELEASE_AFTER`` or more,
     at most every ``RELEASE_EVERY`` seconds."""
-    global _malloc_trim, _released
+    global _released
     now = time.monotonic()
     if bytes_read < RELEASE_AFTER or now - _released < RELEASE_EVERY:
         return
     _released = now
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the system now (glibc's ``malloc_trim``)."""
+    global _malloc_trim
     if _malloc_trim is None:
         _malloc_trim = _libc_function("malloc_trim", "c_size_t") or False
     if _malloc_trim:

@@ -505,13 +505,16 @@ class Subset:
         def wanted(k: int) -> bool:
             return k == -1 or (k >= 0 and bool(key >> k & 1)) or (k <= -2 and -2 - k in extra)
 
-        mgc = self.mgc
-        parts = [mgc[a:b] for k, a, b in self.chunks if wanted(k)]
-        named = mgc[RECORD * (1 + self.n0) :]
-        count = sum(len(p) for p in parts) // RECORD
-        header = bytearray(mgc[:RECORD])
-        struct.pack_into("<2I", header, 8, count, len(named) // RECORD)
-        return b"".join([bytes(header), *parts, named])
+        with memoryview(self.mgc) as mgc:  # slices of it are not copies: one join is
+            parts = [mgc[a:b] for k, a, b in self.chunks if wanted(k)]
+            named = mgc[RECORD * (1 + self.n0) :]
+            count = sum(len(p) for p in parts) // RECORD
+            header = bytearray(mgc[:RECORD])
+            struct.pack_into("<2I", header, 8, count, len(named) // RECORD)
+            joined = b"".join([header, *parts, named])
+            for part in (*parts, named):
+                part.release()
+            return joined
 
 
 MAX_KEYED = 62  # keyed rules (bits of the compiled check's answer)
@@ -718,7 +721,7 @@ WIDE_RULES = 128
 WIDE_AFTER = 4
 
 
-def open_copy(database: bytes) -> Any:
+def open_copy(database: bytes | bytearray) -> Any:
     import magic
 
     with tempfile.TemporaryDirectory(prefix="examkit-magic-") as folder:
@@ -735,7 +738,7 @@ _MIME_AT, _MIME_LEN = 224, 80  # struct magic's mimetype field
 _MIME_TYPE, _NO_CHECK_TEXT = 0x10, 0x20000  # magic.h flags
 
 
-def one_pass(database: bytes) -> bytes:
+def one_pass(database: bytes) -> bytearray:
     """The copy with its text rules tried in libmagic's first (binary) pass, after its
     binary rules: each text-only top-level rule moved to the end of the top-level rules,
     with the binary-pass bit set, and every rule's own ``application/octet-stream``
@@ -752,28 +755,35 @@ def one_pass(database: bytes) -> bytes:
     count, kept per pass, would then span both). Saves ~19 µs of 33 a head.
     """
     top = RECORD * (1 + struct.unpack_from("<I", database, 8)[0])
-    part = database[RECORD:top]
-    levels, flags = part[0::RECORD], part[2::RECORD]  # cont_level's low byte, flag
-    highs = part[1::RECORD]
+    # one bytearray the size of the database, and no other copy of it: a copy is built
+    # while a worker runs, and what a worker frees stays in its heap (hashing.py)
+    levels, highs = database[RECORD:top:RECORD], database[RECORD + 1 : top : RECORD]
+    flags = database[RECORD + 2 : top : RECORD]
     starts = [i for i, (lo, hi) in enumerate(zip(levels, highs, strict=True)) if not lo | hi]
     starts.append(len(levels))
-    binary, text = [], []
+    view, out = memoryview(database), bytearray(len(database))
+    out[:RECORD] = view[:RECORD]
+    at, text = RECORD, []
     for a, b in itertools.pairwise(starts):
-        group = part[RECORD * a : RECORD * b]
+        first, end = RECORD * (1 + a), RECORD * (1 + b)
         if flags[a] & _BINTEST:
-            binary.append(group)
+            out[at : at + end - first] = view[first:end]
+            at += end - first
         else:
-            moved = bytearray(group)
-            moved[2] |= _BINTEST
-            text.append(bytes(moved))
-    out = bytearray(database[:RECORD] + b"".join(binary) + b"".join(text) + database[top:])
+            text.append((first, end))
+    for first, end in text:
+        out[at : at + end - first] = view[first:end]
+        out[at + 2] |= _BINTEST
+        at += end - first
+    out[at:] = view[top:]
+    view.release()
     own = _DEFAULT + b"\0"
     at = out.find(own)
     while at >= 0:
         if (at - _MIME_AT) % RECORD == 0:
             out[at : at + _MIME_LEN] = _OWN_DEFAULT.ljust(_MIME_LEN, b"\0")
         at = out.find(own, at + 1)
-    return bytes(out)
+    return out
 
 
 class OnePassCopy:
