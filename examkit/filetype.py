@@ -159,17 +159,21 @@ class _HeadAnswers:
 
     def __call__(self, head: bytes) -> str | None:
         key = (len(head), head[:_EDGE], head[-_EDGE:])
-        kept = self._seen.get(key)
+        # each step is one call that cannot fail, whatever another thread does meanwhile
+        # (a Dask worker may run several units at once)
+        kept = self._seen.pop(key, None)
         if kept is not None and kept[0] == head:
-            self._seen.move_to_end(key)
+            self._seen[key] = kept  # now the most recently used
             self.hits += 1
             return kept[1]
         self.misses += 1
         answer = self._typer(head)
         self._seen[key] = (head, answer)
-        self._seen.move_to_end(key)
-        if len(self._seen) > self.maxsize:
-            self._seen.popitem(last=False)
+        while len(self._seen) > self.maxsize:
+            try:
+                self._seen.popitem(last=False)
+            except KeyError:  # emptied by another thread
+                break
         return answer
 
     def cache_info(self) -> CacheInfo:

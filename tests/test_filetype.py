@@ -140,3 +140,36 @@ def test_heads_alike_at_both_ends_get_their_own_answers() -> None:
     answers(d)
     answers(c)
     assert calls[6:] == [a, c]  # d was still kept, c had been dropped
+
+
+def test_the_cache_takes_calls_from_several_threads() -> None:
+    """A Dask worker may type heads in several threads at once: the cache never fails and
+    never gives one head another's answer (switching threads as often as possible)."""
+    import sys
+    import threading
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        answers = filetype._HeadAnswers(lambda head: hashlib.md5(head).hexdigest(), 4)
+        heads = [b"x" * 70 + bytes([i]) + b"y" * 70 for i in range(12)]  # one short key
+        errors: list[BaseException] = []
+
+        def run(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                for _ in range(3000):
+                    head = rng.choice(heads)
+                    assert answers(head) == hashlib.md5(head).hexdigest()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert answers.cache_info().currsize <= 4
