@@ -417,6 +417,8 @@ def hash_pending(
         # Once only a few streams are left (typically a large file whose digests end the
         # scan), the digest indexes are built while they are hashed, not after them with
         # a core idle: their few results then update the indexes as they are written.
+        # When none is left, the scan builds them while it reads the run's state.
         dispatch.drain_streams(EARLY_RESTORE)
-        digest_indexes.restore(dispatch.case)
+        if dispatch.in_flight:
+            digest_indexes.restore(dispatch.case)
     dispatch.drain(0)

@@ -139,7 +139,8 @@ class StateAhead:
 
     ``result`` gives the state only if nothing was written to the case since the start: no
     row changed through the caller's connection, nothing committed by another, the same
-    schema. Otherwise ``None``, and the caller digests the case itself.
+    tables (indexes may differ). Otherwise ``None``, and the caller digests the case
+    itself.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
@@ -178,9 +179,15 @@ def _read_state(path: Path) -> dict[str, Any]:
         conn.close()
 
 
-def _writes(conn: sqlite3.Connection) -> tuple[int, ...]:
+def _writes(conn: sqlite3.Connection) -> tuple[Any, ...]:
     """What changes when anything is written to the case: the rows this connection
-    changed, the commits of other connections, the schema."""
+    changed, the commits of other connections, the schema but its indexes. An index
+    built or dropped through this connection changes no row and no table the state
+    digests: the scan builds the digest indexes while the state is read."""
     (data_version,) = conn.execute("PRAGMA data_version").fetchone()
-    (schema_version,) = conn.execute("PRAGMA schema_version").fetchone()
-    return conn.total_changes, int(data_version), int(schema_version)
+    schema = tuple(
+        conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE type != 'index' ORDER BY 1, 2"
+        )
+    )
+    return conn.total_changes, int(data_version), schema

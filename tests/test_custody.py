@@ -409,6 +409,25 @@ def test_the_state_read_ahead_is_not_used_once_the_case_is_written(
     conn.close()
 
 
+def test_the_state_read_ahead_outlives_indexes_built_or_dropped(
+    fixture_images: Path, tmp_path: Path
+) -> None:
+    """An index changes no row and no table the state digests: the scan builds the digest
+    indexes while the state is read, and the state read ahead is still the case's."""
+    from examkit.integrity import StateAhead, state_digest
+
+    case = _scanned(fixture_images, tmp_path)
+    conn = sqlite3.connect(case, isolation_level=None)
+    ahead = StateAhead(conn, case)
+    conn.execute("CREATE INDEX later_mime ON files(mime)")
+    conn.execute("DROP INDEX files_md5")
+    ahead.close()
+    assert ahead.result(conn) == state_digest(conn)
+    conn.execute("ALTER TABLE files ADD COLUMN later TEXT")  # a table is still a change
+    assert ahead.result(conn) is None
+    conn.close()
+
+
 def test_the_state_is_not_read_ahead_of_an_open_transaction(
     fixture_images: Path, tmp_path: Path
 ) -> None:
