@@ -268,7 +268,13 @@ class Dispatch:
             digest_indexes.drop(self.case)
             self.defer_after, self.deferred = None, True
         large = one_large(unit, self.unit_bytes)
-        submit = submit_large(self.executor) if large else self.executor.submit
+        # a unit of small streams may wait in a pool's worker behind another (no round trip
+        # through the pool's thread between two units: IsolatedPool.submit_short)
+        submit = (
+            submit_large(self.executor)
+            if large
+            else getattr(self.executor, "submit_short", self.executor.submit)
+        )
         future: Future[list[StreamResult]] = submit(hash_unit, unit)
         self.in_flight[future] = unit
         return future

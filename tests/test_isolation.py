@@ -96,6 +96,77 @@ def test_a_hang_is_stopped_and_progress_is_not_a_hang(pool: IsolatedPool) -> Non
     assert pool.submit(square, 3).result(30) == 9
 
 
+def sleep_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def crash_after(seconds: float) -> int:
+    time.sleep(seconds)
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return 0
+
+
+def _held(pool: IsolatedPool, want: list[int], timeout: float = 20.0) -> list[int]:
+    """How many jobs each worker holds, once it is ``want`` (or the timeout)."""
+    end = time.monotonic() + timeout
+    while True:
+        with pool._lock:
+            held = sorted(len(w.jobs) for w in pool._pool)
+        if held == want or time.monotonic() > end:
+            return held
+        time.sleep(0.01)
+
+
+def test_a_short_job_waits_in_a_worker_behind_a_short_one() -> None:
+    """A worker running a short job is sent the next one (it waits in the worker's pipe and
+    starts without a round trip through the pool); the results come back in order, each
+    from the worker that ran it."""
+    pool = IsolatedPool(1, multiprocessing.get_context("forkserver"))
+    try:
+        jobs = [pool.submit_short(sleep_then_pid, 0.4) for _ in range(3)]
+        assert _held(pool, [2]) == [2]  # one running, one waiting; the third in the queue
+        with pool._lock:
+            assert len(pool._queue) == 1
+        pids = [job.result(30) for job in jobs]
+        assert len(set(pids)) == 1
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_nothing_waits_behind_a_job_that_is_not_short() -> None:
+    """A listing (or any job given with ``submit``) holds its worker alone: a short job
+    queues in the pool instead of waiting seconds behind it in that worker."""
+    pool = IsolatedPool(1, multiprocessing.get_context("forkserver"))
+    try:
+        long = pool.submit(sleep_then_pid, 0.6)
+        short = pool.submit_short(square, 5)
+        assert _held(pool, [1]) == [1]
+        time.sleep(0.2)
+        assert _held(pool, [1], 0) == [1]
+        with pool._lock:
+            assert len(pool._queue) == 1
+        assert long.result(30) > 0 and short.result(30) == 25
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_crash_fails_the_running_short_job_and_reruns_the_one_behind_it() -> None:
+    """The job that was waiting in a worker that died never started: it goes back to the
+    queue and a fresh worker runs it; only the running one fails."""
+    pool = IsolatedPool(1, multiprocessing.get_context("forkserver"))
+    try:
+        crashed = pool.submit_short(crash_after, 0.4)
+        behind = pool.submit_short(sleep_then_pid, 0.0)
+        assert _held(pool, [2]) == [2]
+        with pytest.raises(WorkerDied, match="SIGSEGV"):
+            crashed.result(30)
+        assert behind.result(30) > 0
+        assert pool.crashes == 1
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def test_ordinary_exceptions_come_back_and_the_worker_lives(pool: IsolatedPool) -> None:
     with pytest.raises(ValueError, match="an ordinary error"):
         pool.submit(fail, 1).result(30)
