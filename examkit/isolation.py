@@ -38,10 +38,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, NamedTuple
 
 HEARTBEAT_EVERY = 0.2  # seconds between a worker's signs of life, at most
 SHORT_DEPTH = 2  # short jobs a worker holds at once: the one it runs and one waiting
+# A job waiting in a worker's pipe is as many bytes in the pipe's buffer (a socket pair:
+# ~200 KiB here): one larger than this is not sent ahead (a send that blocked until the
+# worker ended its current job would hold the pool's thread, which also watches for hangs)
+SHORT_BYTES = 32 * 1024
 STALL_SECONDS = 300.0  # default: a job silent this long is killed
 SHUTDOWN_SECONDS = 10.0  # at most this long for the pool thread to stop its workers
 
@@ -107,6 +112,7 @@ class _Job(NamedTuple):
     large: bool = False
     short: bool = False
     sent: bool = False  # sent to a worker that died before starting it: already running
+    data: bytes | None = None  # pickled, once it has been
 
 
 class _Worker:
@@ -286,13 +292,25 @@ class IsolatedPool(Executor):
                 if worker is None:
                     waiting.append(job)
                     continue
+                ahead = bool(worker.jobs)  # to wait in the worker's pipe
+                data = job.data
+                if data is None:
+                    try:
+                        data = bytes(ForkingPickler.dumps((job.fn, job.args)))
+                    except Exception as exc:  # the job does not pickle
+                        if job.sent or job.future.set_running_or_notify_cancel():
+                            job.future.set_exception(exc)
+                        continue
+                if ahead and len(data) > SHORT_BYTES:
+                    waiting.append(job._replace(data=data))  # sent when the worker is idle
+                    continue
                 if not job.sent and not job.future.set_running_or_notify_cancel():
                     continue
-                if not worker.jobs:  # (a job waiting behind another leaves its stall clock)
+                if not ahead:  # (a job waiting behind another leaves its stall clock)
                     worker.last_seen = time.monotonic()
                 worker.jobs.append(job)
                 try:
-                    worker.conn.send((job.fn, job.args))
+                    worker.conn.send_bytes(data)
                 except (OSError, ValueError) as exc:
                     worker.jobs.pop()
                     job.future.set_exception(exc)

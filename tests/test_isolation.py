@@ -10,12 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from examkit.isolation import IsolatedPool, WorkerDied, WorkerStalled, heartbeat
+from examkit.isolation import SHORT_BYTES, IsolatedPool, WorkerDied, WorkerStalled, heartbeat
 from tests.conftest import file_rows
 
 EXAMKIT = str(Path(sys.executable).with_name("examkit"))
@@ -147,6 +148,31 @@ def test_nothing_waits_behind_a_job_that_is_not_short() -> None:
         with pool._lock:
             assert len(pool._queue) == 1
         assert long.result(30) > 0 and short.result(30) == 25
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def length(data: bytes) -> int:
+    return len(data)
+
+
+def test_a_large_short_job_is_not_sent_ahead() -> None:
+    """A job waiting in a worker's pipe fills the pipe's buffer: one of more than
+    SHORT_BYTES waits in the pool until the worker is idle (a send that blocked would hold
+    the pool's thread, which also watches for hangs). A job that does not pickle fails
+    alone."""
+    pool = IsolatedPool(1, multiprocessing.get_context("forkserver"))
+    try:
+        first = pool.submit_short(sleep_then_pid, 0.5)
+        big = pool.submit_short(length, b"x" * (SHORT_BYTES + 1))
+        assert _held(pool, [1]) == [1]
+        time.sleep(0.2)
+        assert _held(pool, [1], 0) == [1]  # not sent ahead
+        assert first.result(30) > 0 and big.result(30) == SHORT_BYTES + 1
+        unpicklable = pool.submit_short(length, threading.Lock())
+        with pytest.raises(TypeError):
+            unpicklable.result(30)
+        assert pool.submit_short(square, 4).result(30) == 16
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
