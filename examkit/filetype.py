@@ -199,6 +199,9 @@ def _type_head(head: bytes) -> str | None:
         else:  # other heads
             binary = _binary_magic()[0]
             copy = binary.handle(head, False) if binary is not None else None
+    except Exception:  # a copy that cannot be made (no room for its temporary file)
+        copy = None
+    try:
         mime = (copy if copy is not None else _magic()).from_buffer(head)  # the full answer
     except Exception:
         return None

@@ -173,3 +173,26 @@ def test_the_cache_takes_calls_from_several_threads() -> None:
         sys.setswitchinterval(interval)
     assert not errors
     assert answers.cache_info().currsize <= 4
+
+
+def test_a_copy_that_cannot_be_made_leaves_the_head_to_the_full_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A smaller database is written to a temporary file before libmagic loads it: with no
+    room there, the head is typed by the full database, not left without a type."""
+    text, binary = filetype._text_magic()[0], filetype._binary_magic()[0]
+    if text is None or binary is None:
+        pytest.skip("the smaller databases are not in use here")
+
+    def no_room(*args: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(text, "copy_for", no_room)
+    monkeypatch.setattr(binary, "handle", no_room)
+    oracle = magic.Magic(mime=True)
+    rng = random.Random(5)
+    heads = [(f"line of words {i}\n").encode() * 40 for i in range(4)]
+    heads += [b"<html><body>page</body></html>\n" * 20]
+    heads += [bytes(rng.randrange(256) for _ in range(2048)) for _ in range(4)]
+    for head in heads:
+        assert filetype._type_head(head) == oracle.from_buffer(head)
