@@ -82,19 +82,14 @@ def prefixes(digests: np.ndarray) -> np.ndarray:
 def hex_to_array(values: list[str], algorithm: str) -> tuple[np.ndarray, np.ndarray]:
     """Hex strings -> (array of raw digests, positions of the valid ones)."""
     width = 2 * DIGESTS[algorithm]
-    if values and set(map(len, values)) == {width}:  # the usual case: every value full width
-        try:
-            joined = bytes.fromhex("".join(values))
-            if len(joined) == len(values) * DIGESTS[algorithm]:  # fromhex skips blanks
-                return (np.frombuffer(joined, dtype=digest_dtype(algorithm)),
-                        np.arange(len(values), dtype=np.intp))  # fmt: skip
-        except ValueError:
-            pass
-    keep = [i for i, v in enumerate(values) if v and len(v) == width]
-    try:  # the usual case: every value is clean hex, decoded in one call
-        joined = bytes.fromhex("".join(values[i] for i in keep))
+    whole = set(map(len, values)) == {width}  # the usual case: every value full width
+    keep = (
+        range(len(values)) if whole else [i for i, v in enumerate(values) if v and len(v) == width]
+    )
+    try:  # the usual case: every value kept is clean hex, decoded in one call
+        joined = bytes.fromhex("".join(values) if whole else "".join(values[i] for i in keep))
         if len(joined) == len(keep) * DIGESTS[algorithm]:  # fromhex skips blanks
-            return np.frombuffer(joined, dtype=digest_dtype(algorithm)), np.array(keep, np.intp)
+            return np.frombuffer(joined, dtype=digest_dtype(algorithm)), np.asarray(keep, np.intp)
     except ValueError:
         pass
     raw = bytearray()

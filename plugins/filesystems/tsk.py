@@ -68,6 +68,13 @@ _NAME_UNALLOC = int(pytsk3.TSK_FS_NAME_FLAG_UNALLOC)
 _META_ALLOC = int(pytsk3.TSK_FS_META_FLAG_ALLOC)
 
 
+def _kind(meta: Any, name: Any) -> str:
+    """An entry's type: its metadata's, else its name entry's."""
+    if meta is not None:
+        return _META_TYPES.get(int(meta.type), "unknown")
+    return _NAME_TYPES.get(int(name.type), "unknown")
+
+
 @lru_cache(maxsize=4096)
 def utc(seconds: int, nano: int = 0) -> str | None:
     """TSK time (seconds since 1970, nanoseconds) as UTC ISO 8601 with Z (years 1 to 9999,
@@ -148,11 +155,7 @@ class TskFileSystem(FileSystemHandle):
                 continue  # listed first
             child: Iterator[Any] | None = None
             note: str | None = None
-            kind = (
-                _META_TYPES.get(int(meta.type), "unknown")
-                if meta is not None
-                else _NAME_TYPES.get(int(name_info.type), "unknown")
-            )  # as _type(f)
+            kind = _kind(meta, name_info)
             if kind in _DIR_TYPES and meta is not None:
                 inode = int(meta.addr)
                 if inode in ancestors:
@@ -207,10 +210,8 @@ class TskFileSystem(FileSystemHandle):
 
     @staticmethod
     def _type(f: Any) -> str:
-        meta = f.info.meta
-        if meta is not None:
-            return _META_TYPES.get(int(meta.type), "unknown")
-        return _NAME_TYPES.get(int(f.info.name.type), "unknown")
+        info = f.info
+        return _kind(info.meta, info.name)
 
     def _rows(
         self, f: Any, path: bytes, kind: str, seq: int, note: str | None, info: Any = None
