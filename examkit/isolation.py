@@ -41,6 +41,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, NamedTuple
 
+from . import stackdump
+
 HEARTBEAT_EVERY = 0.2  # seconds between a worker's signs of life, at most
 SHORT_DEPTH = 2  # short jobs a worker holds at once: the one it runs and one waiting
 # A job waiting in a worker's pipe is as many bytes in the pipe's buffer (a socket pair:
@@ -82,6 +84,7 @@ def _worker_main(
 ) -> None:
     global _conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stackdump.on_signal()
     for module in preload:
         __import__(module)
     if initializer is not None:

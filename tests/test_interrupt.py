@@ -3,6 +3,7 @@ and --resume (interrupted again and again) ends with the rows of an uninterrupte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -28,6 +29,28 @@ def _scan(image: Path, case: Path, *extra: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def _wait(process: subprocess.Popen[str], seconds: float) -> int:
+    """The exit code; a process still alive after ``seconds`` fails the test with where each
+    of its threads and its workers' threads are (``kill -USR1``: examkit.stackdump)."""
+    try:
+        return process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        family = _family(process.pid)
+        for sig in (signal.SIGUSR1, signal.SIGKILL):
+            for pid in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            time.sleep(2)
+        stderr = process.stderr.read() if process.stderr else ""
+        pytest.fail(f"examkit did not exit in {seconds} s; its stacks:\n{stderr}")
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants (the fork server's workers are its grandchildren)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [pid, *(p for c in children.stdout.split() for p in _family(int(c)))]
+
+
 def _runs(case: Path) -> list[str]:
     """Statuses of the case's runs (none when no case was made); opened read-only."""
     if not case.exists():
@@ -45,7 +68,7 @@ def test_random_interrupts_then_resume_give_the_uninterrupted_result(
     image = fixture_images / "mbr.raw"  # several partitions and file systems
     reference = tmp_path / "reference.sqlite"
     started = time.monotonic()
-    assert _scan(image, reference).wait(120) == 0
+    assert _wait(_scan(image, reference), 120) == 0
     whole = time.monotonic() - started  # signals fall within a scan however fast this machine
     rng = random.Random(8)
     interrupts = 0
@@ -59,7 +82,7 @@ def test_random_interrupts_then_resume_give_the_uninterrupted_result(
             if process.poll() is None:
                 process.send_signal(rng.choice([signal.SIGINT, signal.SIGTERM]))
                 interrupts += 1
-            code = process.wait(60)
+            code = _wait(process, 60)
             stderr = process.stderr.read() if process.stderr else ""
             if code < 0:  # the signal came while Python itself was starting: nothing began
                 assert not case.exists() or _runs(case) == _runs_before
@@ -74,7 +97,7 @@ def test_random_interrupts_then_resume_give_the_uninterrupted_result(
             assert not runs or runs[-1] == "interrupted"  # (none: stopped before it started)
             resume = ("--resume",) if runs else ()
         else:
-            assert _scan(image, case, "--resume").wait(120) == 0
+            assert _wait(_scan(image, case, "--resume"), 120) == 0
         assert comparable_rows(case, SKIP) == comparable_rows(reference, SKIP)
         verify = subprocess.run([EXAMKIT, "verify", str(case)], capture_output=True, text=True)
         assert verify.returncode == 0, verify.stdout

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 # in `perf`). Set before numpy is imported; the worker processes inherit it.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from examkit import stackdump
 from examkit.display import safe_text
 from examkit.errors import ExamkitError
 
@@ -41,6 +42,7 @@ def _ignore_late_signals() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the console script: a process of its own
         signal.signal(signal.SIGTERM, _terminate)
+        stackdump.on_signal()  # `kill -USR1 PID`: where each thread is, on stderr
         if sys.argv[1:3] == ["hashset", "lookup"]:
             gc.disable()  # a one-shot bulk lookup: collecting start-up objects is wasted time
         try:
