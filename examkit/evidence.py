@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -85,6 +86,14 @@ class Container(ABC):
 def read_head(path: Path, size: int = 512) -> bytes:
     """The first bytes of a file, opened read-only."""
     try:
+        kind = os.stat(path).st_mode
+        if not (stat.S_ISREG(kind) or stat.S_ISBLK(kind) or stat.S_ISDIR(kind)):
+            # a named pipe, socket or terminal: no random access, and opening a pipe
+            # that nobody writes to would wait for ever
+            raise EvidenceError(
+                f"{path} is not a file or a disk (a pipe, socket or character device)",
+                "give the image file, or the block device of a write-blocked disk",
+            )
         with open(path, "rb") as fh:
             return fh.read(size)
     except IsADirectoryError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -38,6 +39,16 @@ def test_missing_image_is_one_line_with_hint(capsys, tmp_path: Path) -> None:
     assert err.splitlines()[0].startswith("examkit: error: no such image")
     assert err.splitlines()[1].startswith("hint: ")
     assert "Traceback" not in err
+
+
+def test_a_named_pipe_as_evidence_is_refused_not_waited_on(capsys, tmp_path: Path) -> None:
+    fifo = tmp_path / "disk.dd"  # nobody writes to it: opening it would wait for ever
+    os.mkfifo(fifo)
+    code, _, err = run(capsys, "scan", str(fifo), "--case", str(tmp_path / "c.sqlite"))
+    assert code == 1 and "Traceback" not in err
+    assert err.splitlines()[0].startswith("examkit: error: ")
+    assert "not a file or a disk" in err.splitlines()[0]
+    assert err.splitlines()[1].startswith("hint: ")
 
 
 def test_unknown_option_is_usage_error(capsys) -> None:
