@@ -711,14 +711,18 @@ MAX_COPIES = 8
 _AGE_EVERY = 2048
 # ASCII heads that some left-out rule may match (program sources, markup) go to a wide copy
 # holding the WIDE_RULES left-out rules such heads most often may match, made once WIDE_AFTER
-# of them have been seen and again when more than one in ten since then did not fit it (after
-# twice as many heads each time, up to 32 x WIDE_AFTER: a copy costs ~15 ms to make). Each
+# of them have been seen and again when more than one in ten since then did not fit it, or
+# WIDE_MISSES did (after twice as many heads each time, up to 32 x WIDE_AFTER: a copy costs
+# ~15 ms to make, a head that does not fit ~1.3 ms in the full database: 119 of a worker's
+# 2,215 such heads on the benchmark's small-file image, prose beginning "Table" that the first
+# wide copy did not hold, went there; 15 with WIDE_MISSES). Each
 # head before it goes to the full database (~3 ms for text): made after 4 rather than 32,
 # a worker's half of the bench image's text heads sent 6 there instead of 31, typed in
 # 2,206M instructions instead of 2,476M (cachegrind; 1,500 of this machine's text files:
 # 7,846M against 8,242M).
 WIDE_RULES = 128
 WIDE_AFTER = 4
+WIDE_MISSES = 8
 
 
 def open_copy(database: bytes | bytearray) -> Any:
@@ -865,7 +869,9 @@ class TextMagic:
         if not fits:
             self._missed += 1
             due = WIDE_AFTER << min(self._wide_made, 5)  # 4, 8 ... 128 heads: bounded work
-            if self._uncovered >= due and self._missed * 10 > self._uncovered:
+            if self._uncovered >= due and (
+                self._missed * 10 > self._uncovered or self._missed >= WIDE_MISSES
+            ):
                 self._make_wide()
                 fits = self.wide_rules.issuperset(extra)
         return self.wide if fits else None
