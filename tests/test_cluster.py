@@ -19,7 +19,7 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed is not
 @pytest.fixture(scope="module")
 def cluster() -> object:
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
         silence_logs=40,
     ) as local:  # fmt: skip
         yield local
