@@ -79,3 +79,84 @@ def test_verify_results() -> None:
     assert verify(computed, {"md5": "a" * 32}).result == "match"
     assert verify(computed, {"md5": "f" * 32}).result == "mismatch"
     assert verify(computed, {}).result == "not_verifiable"
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "images"
+
+
+def _ewf_media(monkeypatch: pytest.MonkeyPatch, kept_bytes: int) -> tuple[object, bytes]:
+    from examkit_plugins.containers import ewf
+
+    monkeypatch.setattr(ewf, "KEPT_BYTES", kept_bytes)
+    raw = gzip.decompress((FIXTURES / "ntfs.raw.gz").read_bytes())  # what the E01 holds
+    return ewf.EwfMedia(sorted(FIXTURES.glob("ntfs.E0*"))), raw
+
+
+@pytest.mark.parametrize("kept_bytes", [8 << 20, 4 * 32768])
+def test_e01_reads_through_kept_chunks_equal_the_raw_image(
+    monkeypatch: pytest.MonkeyPatch, kept_bytes: int
+) -> None:
+    """Small reads come from decompressed chunks kept per image (plugins/containers/ewf.py);
+    at any offset and length, across chunks and at the media's end, they give the bytes
+    the raw image holds, and no more chunks are kept than the bound allows."""
+    import random
+
+    media, raw = _ewf_media(monkeypatch, kept_bytes)
+    assert media.size == len(raw)
+    chunk = media._chunk  # type: ignore[attr-defined]
+    rng = random.Random(7)
+    lengths = [1, 511, 4096, 65536, 3 * chunk + 5, 9 * chunk, chunk]
+    for _ in range(3000):
+        offset = rng.randrange(0, media.size + 1024)
+        length = rng.choice([*lengths, rng.randrange(1, 400_000)])
+        assert media.read(offset, length) == raw[offset : offset + length], (offset, length)
+        assert len(media._kept) * chunk <= max(kept_bytes, chunk)  # type: ignore[attr-defined]
+    for offset in (media.size - 1, media.size - chunk - 3, chunk - 1):  # the edges
+        assert media.read(offset, 2 * chunk) == raw[offset : offset + 2 * chunk]
+    media.close()
+
+
+def test_e01_short_chunk_is_given_as_it_is_and_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk libewf gives short (a damaged image) ends the read there, and is read again
+    next time instead of being kept."""
+    media, raw = _ewf_media(monkeypatch, 8 << 20)
+    chunk = media._chunk  # type: ignore[attr-defined]
+    real = media._handle  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    class Short:
+        def read_buffer_at_offset(self, length: int, offset: int) -> bytes:
+            calls.append(offset)
+            data = real.read_buffer_at_offset(length, offset)
+            return data[:100] if offset == 5 * chunk else data
+
+    media._handle = Short()  # type: ignore[attr-defined]
+    got = media.read(4 * chunk + 10, 3 * chunk)  # chunks 4, 5 (short) and 6
+    assert got == raw[4 * chunk + 10 : 5 * chunk + 100]
+    assert media.read(5 * chunk, 50) == raw[5 * chunk : 5 * chunk + 50]
+    assert calls.count(5 * chunk) == 2 and calls.count(4 * chunk) == 1  # 4 kept, 5 not
+    media._handle = real  # type: ignore[attr-defined]
+    media.close()
+
+
+def test_e01_handle_is_opened_again_after_long_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libewf holds what it learns of the chunks until its handle is closed (~5.5 MiB a
+    GiB read); after ``REOPEN_BYTES`` read through it the handle is opened again, and the
+    bytes read across each reopening are still the raw image's."""
+    from examkit_plugins.containers import ewf
+
+    monkeypatch.setattr(ewf, "REOPEN_BYTES", 1 << 20)
+    opened: list[object] = []
+    real_open = ewf.EwfMedia._open
+
+    def counted(self: object) -> object:
+        opened.append(handle := real_open(self))  # type: ignore[arg-type]
+        return handle
+
+    monkeypatch.setattr(ewf.EwfMedia, "_open", counted)
+    media, raw = _ewf_media(monkeypatch, 8 << 20)
+    step = 9 * media._chunk  # type: ignore[attr-defined]  # a long read each time
+    for offset in range(0, media.size, step):
+        assert media.read(offset, step) == raw[offset : offset + step]
+    assert len(opened) >= media.size // (2 << 20)  # opened again every ~1 MiB read
+    media.close()
