@@ -10,7 +10,7 @@ STAMP   = $(VENV)/.installed
 APT_RUNTIME = libmagic1 gcc g++
 APT_TEST    = sleuthkit ewf-tools hashdeep ntfs-3g fuse3 faketime chromium poppler-utils qemu-utils
 
-.PHONY: bytecode demo test lint typecheck unit fixtures samples bench bench-scan bench-scan-lognormal bench-large bench-photos bench-hashsets bench-hashsets-large bench-memory bench-perceptual fuzz apt-runtime apt-test clean
+.PHONY: bytecode demo test lint typecheck unit fixtures samples bench bench-scan bench-scan-lognormal bench-scan-e01 bench-large bench-photos bench-hashsets bench-hashsets-large bench-memory bench-perceptual fuzz apt-runtime apt-test clean
 
 $(STAMP): pyproject.toml $(wildcard examkit/*.c)
 	@./.ci/apt-ensure $(APT_RUNTIME)
@@ -58,13 +58,16 @@ samples: $(STAMP)
 	$(BIN)/python hashsets/make_samples.py
 
 # Benchmarks print figures and ratios against the peer tools (docs/benchmarks.md).
-bench: bench-hashsets bench-scan bench-scan-lognormal bench-large bench-photos bench-memory bench-perceptual
+bench: bench-hashsets bench-scan bench-scan-lognormal bench-scan-e01 bench-large bench-photos bench-memory bench-perceptual
 
 bench-scan: apt-test $(STAMP)
 	$(BIN)/python benchmarks/scan_vs_fiwalk.py
 
 bench-scan-lognormal: apt-test $(STAMP)
 	$(BIN)/python benchmarks/scan_vs_fiwalk.py --shape lognormal
+
+bench-scan-e01: apt-test $(STAMP)
+	$(BIN)/python benchmarks/scan_vs_fiwalk.py --shape lognormal --e01
 
 bench-large: apt-test $(STAMP)
 	$(BIN)/python benchmarks/large_files.py

@@ -92,13 +92,14 @@ def _ewf_media(monkeypatch: pytest.MonkeyPatch, kept_bytes: int) -> tuple[object
     return ewf.EwfMedia(sorted(FIXTURES.glob("ntfs.E0*"))), raw
 
 
-@pytest.mark.parametrize("kept_bytes", [8 << 20, 4 * 32768])
+@pytest.mark.parametrize("kept_bytes", [0, 8 << 20, 4 * 32768])
 def test_e01_reads_through_kept_chunks_equal_the_raw_image(
     monkeypatch: pytest.MonkeyPatch, kept_bytes: int
 ) -> None:
-    """Small reads come from decompressed chunks kept per image (plugins/containers/ewf.py);
-    at any offset and length, across chunks and at the media's end, they give the bytes
-    the raw image holds, and no more chunks are kept than the bound allows."""
+    """With ``EXAMKIT_EWF_CACHE_MB`` set, small reads come from decompressed chunks kept per
+    image (plugins/containers/ewf.py; 0, the default: none kept); at any offset and length,
+    across chunks and at the media's end, they give the bytes the raw image holds, and no
+    more chunks are kept than the bound allows."""
     import random
 
     media, raw = _ewf_media(monkeypatch, kept_bytes)
@@ -110,7 +111,7 @@ def test_e01_reads_through_kept_chunks_equal_the_raw_image(
         offset = rng.randrange(0, media.size + 1024)
         length = rng.choice([*lengths, rng.randrange(1, 400_000)])
         assert media.read(offset, length) == raw[offset : offset + length], (offset, length)
-        assert len(media._kept) * chunk <= max(kept_bytes, chunk)  # type: ignore[attr-defined]
+        assert len(media._kept) * chunk <= kept_bytes  # type: ignore[attr-defined]
     for offset in (media.size - 1, media.size - chunk - 3, chunk - 1):  # the edges
         assert media.read(offset, 2 * chunk) == raw[offset : offset + 2 * chunk]
     media.close()
@@ -160,3 +161,11 @@ def test_e01_handle_is_opened_again_after_long_reads(monkeypatch: pytest.MonkeyP
         assert media.read(offset, step) == raw[offset : offset + step]
     assert len(opened) >= media.size // (2 << 20)  # opened again every ~1 MiB read
     media.close()
+
+
+def test_e01_chunk_cache_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from examkit_plugins.containers import ewf
+
+    for value, expected in (("", 0), ("8", 8 << 20), ("0", 0), ("lots", 0)):
+        monkeypatch.setenv(ewf.CACHE_ENV, value)
+        assert ewf._kept_bytes() == expected

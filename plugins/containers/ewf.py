@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,14 +19,25 @@ from examkit.models import MediaInfo
 
 EVF1 = b"EVF\x09\x0d\x0a\xff\x00"
 EVF2 = b"EVF2\x0d\x0a\x81\x00"
-# Decompressed chunks kept for small reads, per open image (a worker, the listing). The
-# Sleuth Kit reads a small file's data and its metadata record 64 KiB at a time; in E01
-# each such read decompresses the chunks it spans (32 KiB each, typically: ~135 us each
-# here), and libewf keeps only the last few. Files are read in listing order, whose data
-# and records lie all over the image, so the same chunks were decompressed again and
-# again: a scan of 25,000 small files took 26.7 s from E01 against 3.3 s from the same
-# image raw (fiwalk: 12.8 s from the E01). With the last 8 MiB of chunks kept: 14.4 s.
-KEPT_BYTES = 8 << 20
+# Decompressed chunks kept for small reads, per open image (a worker, the listing), when a
+# lab sets EXAMKIT_EWF_CACHE_MB (off by default). The Sleuth Kit reads a small file's
+# data and its metadata record 64 KiB at a time; in E01 each such read decompresses the
+# chunks it spans (32 KiB each, typically: ~135 us each here), and libewf keeps only the
+# last few. Files are read in listing order, whose data and records lie all over the
+# image, so the same chunks are decompressed again and again: 25,000 small files took
+# 29.2-29.9 s from E01 against 3.3 s raw (fiwalk: 12.8 s from the E01), 16.4 s with 8
+# MiB kept per process (2 MiB: no faster). But each process reading small files keeps
+# its own: +35 MiB in all, which took the perceptual scan of that E01 from 379-385 MiB to
+# 415-418, over the memory bound; hence off unless asked for.
+CACHE_ENV = "EXAMKIT_EWF_CACHE_MB"
+
+
+def _kept_bytes() -> int:
+    value = os.environ.get(CACHE_ENV, "").strip()
+    return int(value) << 20 if value.isdigit() else 0
+
+
+KEPT_BYTES = _kept_bytes()
 DIRECT_CHUNKS = 8  # a read spanning this many chunks or more (a large file, the whole
 # media's verification) goes to libewf as it is, and nothing is kept from it
 # libewf keeps what it learns of the image's chunks until the handle is closed: ~5.5 MiB
@@ -58,8 +70,11 @@ class EwfMedia(MediaStream):
             )
         )
         self._chunk = max(512, int(self._handle.get_chunk_size() or 32768))
-        self._most = max(1, KEPT_BYTES // self._chunk)  # chunks kept at most
-        self._kept: OrderedDict[int, bytes] = OrderedDict()  # index -> chunk, oldest first
+        self._most = KEPT_BYTES // self._chunk  # chunks kept at most (0: none)
+        # chunk index -> its slot in one buffer made once (kept chunks are not objects of
+        # their own: their churn grew a scan's memory by ~3x their size), oldest first
+        self._kept: OrderedDict[int, int] = OrderedDict()
+        self._slab: bytearray | None = None  # made on the first small read
 
     def read(self, offset: int, length: int) -> bytes:
         if offset >= self.size or length <= 0:
@@ -67,17 +82,17 @@ class EwfMedia(MediaStream):
         length = min(length, self.size - offset)
         size = self._chunk
         first, last = offset // size, (offset + length - 1) // size
-        if last - first + 1 >= DIRECT_CHUNKS:
+        if last - first + 1 >= DIRECT_CHUNKS or not self._most:
             return self._libewf(length, offset)
-        start = offset - first * size
-        if first == last:
-            return self._cached(first)[start : start + length]
-        parts = []
+        out = bytearray()
         for index in range(first, last + 1):
-            parts.append(chunk := self._cached(index))
-            if len(chunk) < min(size, self.size - index * size):
+            at = index * size
+            lo, hi = max(offset, at) - at, min(offset + length, at + size) - at
+            chunk, whole = self._cached(index)
+            out += chunk[lo:hi]
+            if not whole:
                 break  # libewf gave less: what follows it is not given either
-        return b"".join(parts)[start : start + length]
+        return bytes(out)
 
     def _libewf(self, length: int, offset: int) -> bytes:
         if self._read >= REOPEN_BYTES:  # what libewf holds of the chunks is let go
@@ -91,22 +106,29 @@ class EwfMedia(MediaStream):
         handle.open(self._paths, "r")
         return handle
 
-    def _cached(self, index: int) -> bytes:
-        """Chunk ``index``, decompressed (the least recently used one dropped for it)."""
-        kept = self._kept.pop(index, None)
-        if kept is None:
-            at = index * self._chunk
-            want = min(self._chunk, self.size - at)
-            kept = self._libewf(want, at)
-            if len(kept) != want:  # given as it is, never kept
-                return kept
-            while len(self._kept) >= self._most:
-                self._kept.popitem(last=False)
-        self._kept[index] = kept
-        return kept
+    def _cached(self, index: int) -> tuple[memoryview | bytes, bool]:
+        """Chunk ``index``, decompressed, and whether it is whole (a kept one, or one libewf
+        gave in full); the least recently used one is dropped for it."""
+        size = self._chunk
+        slot = self._kept.pop(index, None)
+        want = min(size, self.size - index * size)
+        if slot is None:
+            data = self._libewf(want, index * size)
+            if len(data) != want:  # given as it is, never kept
+                return data, False
+            if self._slab is None:
+                self._slab = bytearray(self._most * size)
+            if len(self._kept) < self._most:
+                slot = len(self._kept)
+            else:
+                _, slot = self._kept.popitem(last=False)
+            self._slab[slot * size : slot * size + want] = data
+        self._kept[index] = slot
+        return memoryview(self._slab)[slot * size : slot * size + want], True
 
     def close(self) -> None:
         self._kept.clear()
+        self._slab = None
         with contextlib.suppress(OSError):
             self._handle.close()
 
