@@ -71,10 +71,10 @@ class EwfMedia(MediaStream):
         )
         self._chunk = max(512, int(self._handle.get_chunk_size() or 32768))
         self._most = KEPT_BYTES // self._chunk  # chunks kept at most (0: none)
-        # chunk index -> its slot in one buffer (made on the first small read, its pages
-        # touched as slots fill), least recently used first
+        # chunk index -> its slot in ``_slab``, least recently used first
         self._kept: OrderedDict[int, int] = OrderedDict()
-        self._slab: bytearray | None = None  # made on the first small read
+        self._slab: bytearray | None = None  # made on the first small read; pages touched
+        # only as its slots fill
 
     def read(self, offset: int, length: int) -> bytes:
         if offset >= self.size or length <= 0:
