@@ -84,25 +84,35 @@ def test_verify_results() -> None:
 FIXTURES = Path(__file__).parent / "fixtures" / "images"
 
 
-def _ewf_media(monkeypatch: pytest.MonkeyPatch, kept_bytes: int) -> tuple[object, bytes]:
+def _ewf_media(
+    monkeypatch: pytest.MonkeyPatch, kept_bytes: int, direct: bool = False
+) -> tuple[object, bytes]:
+    """The fixture E01 opened, its chunks read by libewf (``direct``: from the segment
+    files, plugins/containers/ewf_chunks.py), and the raw image it holds."""
     from examkit_plugins.containers import ewf
 
     monkeypatch.setattr(ewf, "KEPT_BYTES", kept_bytes)
+    if not direct:
+        monkeypatch.setattr(ewf.ChunkMap, "read", lambda paths: (None, "test: libewf only"))
     raw = gzip.decompress((FIXTURES / "ntfs.raw.gz").read_bytes())  # what the E01 holds
-    return ewf.EwfMedia(sorted(FIXTURES.glob("ntfs.E0*"))), raw
+    media = ewf.EwfMedia(sorted(FIXTURES.glob("ntfs.E0*")))
+    assert (media._map is not None) is direct  # type: ignore[attr-defined]
+    return media, raw
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["libewf", "direct"])
 @pytest.mark.parametrize("kept_bytes", [0, 8 << 20, 4 * 32768])
 def test_e01_reads_through_kept_chunks_equal_the_raw_image(
-    monkeypatch: pytest.MonkeyPatch, kept_bytes: int
+    monkeypatch: pytest.MonkeyPatch, kept_bytes: int, direct: bool
 ) -> None:
     """With ``EXAMKIT_EWF_CACHE_MB`` set, small reads come from decompressed chunks kept per
-    image (plugins/containers/ewf.py; 0, the default: none kept); at any offset and length,
-    across chunks and at the media's end, they give the bytes the raw image holds, and no
-    more chunks are kept than the bound allows."""
+    image (plugins/containers/ewf.py; 0, the default: none kept), whether libewf or
+    examkit reads the chunks; at any offset and length, across chunks and at the media's
+    end, they give the bytes the raw image holds, and no more chunks are kept than the
+    bound allows."""
     import random
 
-    media, raw = _ewf_media(monkeypatch, kept_bytes)
+    media, raw = _ewf_media(monkeypatch, kept_bytes, direct)
     assert media.size == len(raw)
     chunk = media._chunk  # type: ignore[attr-defined]
     rng = random.Random(7)

@@ -1,4 +1,7 @@
-"""Expert Witness Format (E01, including segmented .E01/.E02… sets) through libewf."""
+"""Expert Witness Format (E01, including segmented .E01/.E02… sets): libewf opens the set and
+gives its metadata; the chunks are read straight from the segment files and checked
+(``ewf_chunks.py``), and libewf reads any chunk that is not (a damaged one, a layout
+not recognised there, Ex01)."""
 
 from __future__ import annotations
 
@@ -16,19 +19,19 @@ from examkit.errors import EvidenceError
 from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
+from examkit_plugins.containers.ewf_chunks import ChunkMap
 
 EVF1 = b"EVF\x09\x0d\x0a\xff\x00"
 EVF2 = b"EVF2\x0d\x0a\x81\x00"
-# Decompressed chunks kept for small reads, per open image (a worker, the listing), when a
-# lab sets EXAMKIT_EWF_CACHE_MB (off by default). The Sleuth Kit reads a small file's
-# data and its metadata record 64 KiB at a time; in E01 each such read decompresses the
-# chunks it spans (32 KiB each, typically: ~135 us each here), and libewf keeps only the
-# last few. Files are read in listing order, whose data and records lie all over the
-# image, so the same chunks are decompressed again and again: 25,000 small files took
-# 29.2-29.9 s from E01 against 3.3 s raw (fiwalk: 12.8 s from the E01), 16.4 s with 8
-# MiB kept per process (2 MiB: no faster). But each process reading small files keeps
-# its own: +35 MiB in all, which took the perceptual scan of that E01 from 379-385 MiB to
-# 415-418, over the memory bound; hence off unless asked for.
+# Decompressed chunks kept for small reads, per open image (a worker's thread, the
+# listing), when a lab sets EXAMKIT_EWF_CACHE_MB (off by default). The Sleuth Kit reads a
+# small file's data and its metadata record 64 KiB at a time, and each such read
+# decompresses the chunks it spans (32 KiB each, typically). Files are read in listing
+# order, whose data and records lie all over the image, so the same chunks are
+# decompressed again and again. 25,000 small files from E01 (chunks read directly): 7.6
+# s; with 8 MiB kept per process 5.6 s (4 MiB 7.5 s, 16 MiB 5.7 s). But each process
+# reading small files keeps its own: the perceptual scan of that E01 went from 362 to
+# 394 MiB, next to the memory bound; hence off unless asked for.
 CACHE_ENV = "EXAMKIT_EWF_CACHE_MB"
 
 
@@ -39,7 +42,7 @@ def _kept_bytes() -> int:
 
 KEPT_BYTES = _kept_bytes()
 DIRECT_CHUNKS = 8  # a read spanning this many chunks or more (a large file, the whole
-# media's verification) goes to libewf as it is, and nothing is kept from it
+# media's verification) is read as it is, and nothing is kept from it
 # libewf keeps what it learns of the image's chunks until the handle is closed: ~5.5 MiB
 # for each GiB read (a 20 GiB E01 read whole: 12 -> 129 MiB in one process). The handle
 # is opened again after it has given this many bytes, the chunks kept here staying (that
@@ -51,7 +54,7 @@ LVF = (b"LVF\x09\x0d\x0a\xff\x00", b"LEF2\x0d\x0a\x81\x00")
 class EwfMedia(MediaStream):
     def __init__(self, paths: Sequence[Path]) -> None:
         self._paths = [str(p) for p in paths]
-        self._handle = self._open()
+        self._handle: Any = self._open()
         self._read = 0  # bytes libewf gave since its handle was opened
         stored = {
             k.lower().replace("-", ""): str(v).lower()
@@ -70,6 +73,13 @@ class EwfMedia(MediaStream):
             )
         )
         self._chunk = max(512, int(self._handle.get_chunk_size() or 32768))
+        self._map, self.reader = ChunkMap.read(self._paths)  # None: libewf reads every chunk
+        if self._map and (self._map.chunk_size, self._map.media_size) != (self._chunk, self.size):
+            self._map.close()
+            self._map, self.reader = None, "its chunk size or media size differs from libewf's"
+        if self._map:  # libewf is opened again only for a chunk that fails its check
+            self._handle.close()
+            self._handle = None
         self._most = KEPT_BYTES // self._chunk  # chunks kept at most (0: none)
         # chunk index -> its slot in ``_slab``, least recently used first
         self._kept: OrderedDict[int, int] = OrderedDict()
@@ -83,7 +93,7 @@ class EwfMedia(MediaStream):
         size = self._chunk
         first, last = offset // size, (offset + length - 1) // size
         if last - first + 1 >= DIRECT_CHUNKS or not self._most:
-            return self._libewf(length, offset)
+            return self._direct(offset, length) if self._map else self._libewf(length, offset)
         out = bytearray()
         for index in range(first, last + 1):
             at = index * size
@@ -94,8 +104,29 @@ class EwfMedia(MediaStream):
                 break  # libewf gave less: what follows it is not given either
         return bytes(out)
 
+    def _direct(self, offset: int, length: int) -> bytes:
+        """A long read, chunk by chunk from the segment files, nothing kept."""
+        size, pieces, end = self._chunk, [], offset + length
+        for index in range(offset // size, (end - 1) // size + 1):
+            at = index * size
+            want = min(size, self.size - at)
+            data = self._fetch(index, want)
+            lo, hi = max(offset, at) - at, min(end, at + size) - at
+            pieces.append(memoryview(data)[lo:hi] if lo or hi < len(data) else data)
+            if len(data) != want:
+                break  # libewf gave less: what follows it is not given either
+        return pieces[0] if len(pieces) == 1 and type(pieces[0]) is bytes else b"".join(pieces)
+
+    def _fetch(self, index: int, want: int) -> bytes:
+        """Chunk ``index`` (``want`` bytes): from the segment files, checked, or else from
+        libewf (which may give less)."""
+        data = self._map.chunk(index) if self._map else None
+        return data if data is not None else self._libewf(want, index * self._chunk)
+
     def _libewf(self, length: int, offset: int) -> bytes:
-        if self._read >= REOPEN_BYTES:  # what libewf holds of the chunks is let go
+        if self._handle is None:
+            self._handle, self._read = self._open(), 0
+        elif self._read >= REOPEN_BYTES:  # what libewf holds of the chunks is let go
             self._handle.close()
             self._handle, self._read = self._open(), 0
         self._read += length
@@ -113,7 +144,7 @@ class EwfMedia(MediaStream):
         slot = self._kept.pop(index, None)
         want = min(size, self.size - index * size)
         if slot is None:
-            data = self._libewf(want, index * size)
+            data = self._fetch(index, want)
             if len(data) != want:  # given as it is, never kept
                 return data, False
             if self._slab is None:
@@ -129,13 +160,17 @@ class EwfMedia(MediaStream):
     def close(self) -> None:
         self._kept.clear()
         self._slab = None
-        with contextlib.suppress(OSError):
-            self._handle.close()
+        if self._map:
+            self._map.close()
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
 
 
 class EwfContainer(Container):
     name = "ewf"
-    version = f"{__version__} (libewf {pyewf.get_version()})"
+    version = f"{__version__} (chunks read and checked by examkit; libewf {pyewf.get_version()})"
     description = "EnCase / Expert Witness image (E01, Ex01; segmented sets)"
     priority = 100
 
