@@ -46,6 +46,7 @@ def tool_versions() -> dict[str, str]:
         "pytsk3": distribution_version("pytsk3"),
         "sleuthkit": str(pytsk3.TSK_VERSION_STR),
         "libewf": str(pyewf.get_version()),
+        "isal": distribution_version("isal"),  # inflates E01 chunks
         "libmagic": libmagic_version(),
         "libmagic_database": text_magic_status(),
         "sqlite": __import__("sqlite3").sqlite_version,

@@ -193,3 +193,26 @@ def test_the_direct_reader_keeps_few_tables_and_files(monkeypatch: pytest.Monkey
         assert found.chunk(index) == handle.read_buffer_at_offset(size, index * size)  # type: ignore[attr-defined]
         assert len(found._entries) <= 1 and len(found._fds) <= 1
     found.close()
+
+
+def test_zlib_inflates_the_same_when_isal_is_absent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without ISA-L, zlib inflates the chunks: the same bytes, and a damaged chunk is still
+    refused."""
+    import zlib
+
+    from examkit_plugins.containers import ewf_chunks
+
+    monkeypatch.setattr(ewf_chunks, "_inflate", zlib.decompress)
+    monkeypatch.setattr(ewf_chunks, "_InflateError", zlib.error)
+    _every_chunk_equals_libewf([str(p) for p in sorted(FIXTURES.glob("ntfs.E0*"))])
+    paths = _copy_fixture(tmp_path)
+    found, _ = ChunkMap.read(paths)
+    assert found is not None
+    index, path, offset = _chunk_place(found, compressed=True)
+    found.close()
+    _flip(path, offset + 10)
+    found, _ = ChunkMap.read(paths)
+    assert found is not None and found.chunk(index) is None
+    found.close()

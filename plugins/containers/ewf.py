@@ -19,7 +19,7 @@ from examkit.errors import EvidenceError
 from examkit.evidence import Container, MediaStream
 from examkit.hookspecs import Register, hookimpl
 from examkit.models import MediaInfo
-from examkit_plugins.containers.ewf_chunks import ChunkMap
+from examkit_plugins.containers.ewf_chunks import INFLATE, ChunkMap
 
 EVF1 = b"EVF\x09\x0d\x0a\xff\x00"
 EVF2 = b"EVF2\x0d\x0a\x81\x00"
@@ -170,7 +170,10 @@ class EwfMedia(MediaStream):
 
 class EwfContainer(Container):
     name = "ewf"
-    version = f"{__version__} (chunks read and checked by examkit; libewf {pyewf.get_version()})"
+    version = (
+        f"{__version__} (chunks read and checked by examkit, inflated by {INFLATE};"
+        f" libewf {pyewf.get_version()})"
+    )
     description = "EnCase / Expert Witness image (E01, Ex01; segmented sets)"
     priority = 100
 
