@@ -21,6 +21,11 @@ ALGORITHMS = ("md5", "sha1", "sha256")
 class MediaStream(ABC):
     """Read-only random access to the media inside a container."""
 
+    # Whether reads far apart cost much more than reads in order (each decompresses the
+    # chunks it spans: E01): a worker then reads a unit's streams in the order their data
+    # lie (``examkit.worker``).
+    ordered_reads = False
+
     def __init__(self, info: MediaInfo) -> None:
         self.info = info
         self._adapters: dict[str, Any] = {}

@@ -57,6 +57,11 @@ class FileSystemHandle(ABC):
     ) -> Iterator[bytes]:
         """The content of one stream, in chunks."""
 
+    def data_offset(self, inode: int, attr_type: int | None, attr_id: int | None) -> int | None:
+        """Where a stream's data starts in the file system (bytes; its first run), or None
+        when the walker does not say (resident data, none, or not known)."""
+        return None
+
     def close(self) -> None:
         """Release resources."""
 

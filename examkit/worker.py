@@ -171,7 +171,7 @@ def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
     image_hashers = reg.image_hashers if unit.perceptual else []
     formats = reg.archive_formats if unit.archive_depth > 0 else []
     limits = ArchiveLimits(max_depth=max(1, unit.archive_depth))
-    results: list[StreamResult | None] = []
+    results: list[StreamResult | None] = [None] * len(unit.tasks)  # in the unit's order
     untyped: list[tuple[int, StreamDigest, _Keeper]] = []  # (place in results, ...)
     held = 0
 
@@ -197,7 +197,8 @@ def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
         untyped.clear()
         held = 0
 
-    for task in unit.tasks:
+    for place in _read_order(unit, media):
+        task = unit.tasks[place]
         heartbeat()
         keeper = _Keeper(task, image_hashers, formats)
         digest = StreamDigest(hashers)
@@ -209,14 +210,12 @@ def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
                 keeper.add(chunk, digest)
         except Exception as exc:
             keeper.close()
-            results.append(StreamResult(task.file_id, ERROR, digest.bytes,
-                                        error=_message(exc)))  # fmt: skip
+            results[place] = StreamResult(task.file_id, ERROR, digest.bytes, error=_message(exc))
             continue
         if keeper.typed or len(unit.tasks) == 1:
-            results.append(finish(digest, keeper))
+            results[place] = finish(digest, keeper)
             continue
-        untyped.append((len(results), digest, keeper))
-        results.append(None)
+        untyped.append((place, digest, keeper))
         held += digest.bytes
         if len(untyped) >= TYPE_BATCH or held >= TYPE_BATCH_BYTES:
             finish_untyped()
@@ -226,6 +225,29 @@ def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
     if len(unit.tasks) > 1:  # (a large stream's chunks are reused by the next one's)
         release_free_heap(sum(r.bytes_read for r in done))
     return done
+
+
+def _read_order(unit: WorkUnit, media: MediaStream) -> list[int]:
+    """The order in which to read a unit's streams (places in ``unit.tasks``): as listed,
+    or, from media whose scattered reads cost much more (``MediaStream.ordered_reads``:
+    E01), in the order their data lie (file system, then first run; data without a run
+    first, as listed). In listing order, small files' data lie all over the image, and each
+    64 KiB read of The Sleuth Kit decompressed the chunks it spans again: 25,000 small
+    files from E01 read at 157-190 us a file in listing order, 77-92 us in this order
+    within units of 256 (a file's MFT number as the order: 155-165 us)."""
+    places = list(range(len(unit.tasks)))
+    if len(places) < 2 or not getattr(media, "ordered_reads", False):  # (a plugin's own media)
+        return places
+    keys: list[tuple[str, int, int, int]] = []
+    try:
+        for place, task in enumerate(unit.tasks):
+            fs = _filesystem(media, task.chain, task.walker, task.fs_offset, unit.unlocks)
+            offset = fs.data_offset(task.inode, task.attr_type, task.attr_id)
+            where = -1 if offset is None else offset
+            keys.append((task.chain or "", task.fs_offset, where, place))
+    except Exception:  # read as listed: each stream's own error is recorded when it is read
+        return places
+    return [place for *_, place in sorted(keys)]
 
 
 class _Keeper:

@@ -52,6 +52,8 @@ LVF = (b"LVF\x09\x0d\x0a\xff\x00", b"LEF2\x0d\x0a\x81\x00")
 
 
 class EwfMedia(MediaStream):
+    ordered_reads = True
+
     def __init__(self, paths: Sequence[Path]) -> None:
         self._paths = [str(p) for p in paths]
         self._handle: Any = self._open()

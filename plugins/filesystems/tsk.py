@@ -336,6 +336,21 @@ class TskFileSystem(FileSystemHandle):
             offset += len(data)
             yield data
 
+    def data_offset(self, inode: int, attr_type: int | None, attr_id: int | None) -> int | None:
+        for attr in self._fs.open_meta(inode=inode):
+            info = attr.info
+            if attr_type is None:
+                if int(info.type) not in (NTFS_DATA, *DEFAULT_TYPES) or info.name:
+                    continue
+            elif (int(info.type), int(info.id)) != (attr_type, attr_id):
+                continue
+            if not int(info.flags) & pytsk3.TSK_FS_ATTR_NONRES:
+                return None
+            for run in attr:
+                return int(run.addr) * self.info.block_size
+            return None
+        return None
+
 
 class _Joined:
     """A listing's name joined with metadata and attributes opened by inode."""
