@@ -28,10 +28,12 @@ EVF2 = b"EVF2\x0d\x0a\x81\x00"
 # small file's data and its metadata record 64 KiB at a time, and each such read
 # decompresses the chunks it spans (32 KiB each, typically). Files are read in listing
 # order, whose data and records lie all over the image, so the same chunks are
-# decompressed again and again. 25,000 small files from E01 (chunks read directly): 7.6
-# s; with 8 MiB kept per process 5.6 s (4 MiB 7.5 s, 16 MiB 5.7 s). But each process
-# reading small files keeps its own: the perceptual scan of that E01 went from 362 to
-# 394 MiB, next to the memory bound; hence off unless asked for.
+# decompressed again and again (a worker now reads a unit's streams in disk order,
+# ``ordered_reads``, which does most of what the cache did). 25,000 small files from
+# E01: 5.24 s, with 8 MiB kept per process 4.98 s (medians of 3 noisy pairs); before
+# the disk order, 6.28 and 5.24 s. But each process reading small files keeps its own:
+# the perceptual scan of that E01 went from 362 to 391 MiB, next to the memory bound;
+# hence off unless asked for.
 CACHE_ENV = "EXAMKIT_EWF_CACHE_MB"
 
 
