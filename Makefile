@@ -51,6 +51,7 @@ fixtures:
 	$(BIN)/python tests/fixtures/build_perceptual_image.py
 	python3 tests/fixtures/build_xfs_image.py        # needs xfsprogs
 	python3 tests/fixtures/build_layered_images.py   # needs root, cryptsetup, lvm2, loop devices
+	python3 tests/fixtures/build_ewf_formats.py      # needs ewf-tools
 	$(BIN)/python tests/fixtures/hashsets/make_known_bad_sets.py
 	$(BIN)/python tests/fixtures/hashsets/make_nsrl_sets.py
 
