@@ -10,10 +10,12 @@ the tables and inflated by ISA-L, 626 MB/s on the same image's deflated chunks (
 
 Only what can be checked is given: a chunk whose data fails its checksum, decompresses to
 the wrong length, or lies outside its ``sectors`` section, and every chunk of a table or
-a set laid out in a way not recognised here (EWF-S01, Ex01, EnCase 1-5 tables with
-overflowed offsets), is left to libewf (``chunk`` returns None), so what a scan reads
+a set laid out in a way not recognised here (SMART and the original EWF, whose volume
+section differs; Ex01; tables whose offsets overflow, as EnCase before 6 wrote segments
+over 2 GiB), is left to libewf (``chunk`` returns None), so what a scan reads
 equals what libewf gives (tests/test_ewf_chunks.py: the fixture and the corpus's six
-E01s, from three versions of libewf, ewfacquire and FTK Imager, and damaged copies).
+E01s, from three versions of libewf, ewfacquire and FTK Imager, and damaged copies;
+tests/test_ewf_formats.py: every format ewfacquire writes).
 """
 
 from __future__ import annotations
