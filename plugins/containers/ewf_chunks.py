@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import zlib
+from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -74,7 +76,7 @@ class ChunkMap:
         self.media_size = media_size
         self.tables: list[_Table] = []
         self._firsts: list[int] = []
-        self._entries: OrderedDict[int, tuple[int, ...] | None] = OrderedDict()
+        self._entries: OrderedDict[int, array[int] | None] = OrderedDict()
         self._fds: OrderedDict[int, int] = OrderedDict()
 
     @classmethod
@@ -165,13 +167,15 @@ class ChunkMap:
             except _InflateError:
                 return None
             return data if len(data) == want else None
+        if start + want + 4 > table.data_end:
+            return None
         stored = os.pread(fd, want + 4, start)
-        if len(stored) != want + 4 or start + want + 4 > table.data_end:
+        if len(stored) != want + 4:
             return None
         data = stored[:want]
         return data if zlib.adler32(data) == int.from_bytes(stored[want:], "little") else None
 
-    def _table_entries(self, table: _Table) -> tuple[int, ...] | None:
+    def _table_entries(self, table: _Table) -> array[int] | None:
         """A table's entries (None if they fail their checksum or lie outside its sectors
         section, or out of order), the last ``TABLES_KEPT`` kept."""
         key = table.first
@@ -179,9 +183,11 @@ class ChunkMap:
             self._entries.move_to_end(key)
             return self._entries[key]
         raw = os.pread(self._fd(table.segment), table.count * 4 + 4, table.entries_at)
-        entries: tuple[int, ...] | None = None
+        entries: array[int] | None = None
         if len(raw) == table.count * 4 + 4:
-            entries = struct.unpack_from(f"<{table.count}I", raw)
+            entries = array("I", raw[:-4])  # 4 bytes an entry, not a tuple of ints (~36)
+            if sys.byteorder == "big":
+                entries.byteswap()
         offsets = [table.base + (e & ~COMPRESSED) for e in entries or ()]
         if (
             entries is None
