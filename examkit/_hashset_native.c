@@ -445,6 +445,46 @@ done:
     return result;
 }
 
+/* lookup(digests, entries, size, queries) -> list of (query, entry): the entries of every
+ * digest of `queries` (raw digests of `size` bytes, end to end) that the table lists, by
+ * query and, for one query, by entry number (the first MAX_PER_DIGEST rows in table
+ * order, as the numpy path of examkit.hashdb gives them). A scan's matcher calls it for
+ * each batch of results: no numpy in the parent for exact matching. */
+static PyObject *lookup(PyObject *self, PyObject *args) {
+    Py_buffer digests, entries, queries;
+    Py_ssize_t size;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*ny*", &digests, &entries, &size, &queries)) return NULL;
+    if (size < 8 || size > 64 || digests.len % size || queries.len % size ||
+        entries.len < 4 * (digests.len / size)) {
+        PyErr_SetString(PyExc_ValueError, "tables or queries of the wrong size");
+        goto done;
+    }
+    Table t = {digests.buf, entries.buf, digests.len / size};
+    Py_ssize_t n = queries.len / size, from = 0;
+    const unsigned char *q = queries.buf;
+    uint32_t found[MAX_PER_DIGEST];
+    if ((result = PyList_New(0)) == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n && t.count > 0; i++) {
+        const unsigned char *digest = q + size * i;
+        int hits = find(&t, digest, size, load_be64(digest), &from, found);
+        for (int h = 0; h < hits; h++) {
+            PyObject *pair = Py_BuildValue("(nk)", i, (unsigned long)found[h]);
+            if (pair == NULL || PyList_Append(result, pair) < 0) {
+                Py_XDECREF(pair);
+                Py_CLEAR(result);
+                goto done;
+            }
+            Py_DECREF(pair);
+        }
+    }
+done:
+    PyBuffer_Release(&digests);
+    PyBuffer_Release(&entries);
+    PyBuffer_Release(&queries);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"compact", compact, METH_VARARGS,
      "compact(blob, spans) -> (names, spans)\n\n"
@@ -456,6 +496,10 @@ static PyMethodDef methods[] = {
      "(md5, sha1, sha256) None or the (digests, entries) buffers of the\n"
      "index. spans/blob: the names column's buffers, or None. text is None when\n"
      "the answer needs the general path (a name to escape, inconsistent tables)."},
+    {"lookup", lookup, METH_VARARGS,
+     "lookup(digests, entries, size, queries) -> [(query, entry), ...]\n\n"
+     "Every entry of each query digest (raw, size bytes each, end to end) in the\n"
+     "sorted digests table (entries: its uint32 entry numbers), by query, then entry."},
     {NULL, NULL, 0, NULL},
 };
 

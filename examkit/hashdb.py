@@ -16,6 +16,7 @@ One folder per set::
 
 Lookups are vectorised: a batch of query digests is searched in the sorted
 array with ``numpy.searchsorted`` (binary search in C over the mapped file),
+or, for a scan's exact matching, by the compiled helper (``HashSetIndex.find``),
 never one query per file.
 """
 
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .hashformat import DIGESTS, PERCEPTUAL
 from .hashset_folders import MANIFEST
 from .lazy import LazyModule
+from .native import helper
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,6 +74,19 @@ def _map(path: Path, dtype: Any, shape: tuple[int, ...] | None = None) -> np.nda
     return array.reshape(shape) if shape else array
 
 
+def _raw_map(path: Path) -> mmap.mmap | None:
+    """A read-only map of a whole file; ``None`` for a missing or empty one."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        return mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
+    finally:
+        os.close(fd)
+
+
 def prefixes(digests: np.ndarray) -> np.ndarray:
     """The first 8 bytes of each digest as a native unsigned integer (sorts like the bytes)."""
     width = digests.dtype.itemsize
@@ -79,8 +94,8 @@ def prefixes(digests: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows[:, :8]).view(">u8").ravel().astype(np.uint64)
 
 
-def hex_to_array(values: list[str], algorithm: str) -> tuple[np.ndarray, np.ndarray]:
-    """Hex strings -> (array of raw digests, positions of the valid ones)."""
+def hex_to_raw(values: list[str], algorithm: str) -> tuple[bytes, list[int]]:
+    """Hex strings -> (their raw digests end to end, positions of the valid ones)."""
     width = 2 * DIGESTS[algorithm]
     whole = set(map(len, values)) == {width}  # the usual case: every value full width
     keep = (
@@ -89,7 +104,7 @@ def hex_to_array(values: list[str], algorithm: str) -> tuple[np.ndarray, np.ndar
     try:  # the usual case: every value kept is clean hex, decoded in one call
         joined = bytes.fromhex("".join(values) if whole else "".join(values[i] for i in keep))
         if len(joined) == len(keep) * DIGESTS[algorithm]:  # fromhex skips blanks
-            return np.frombuffer(joined, dtype=digest_dtype(algorithm)), np.asarray(keep, np.intp)
+            return joined, list(keep)
     except ValueError:
         pass
     raw = bytearray()
@@ -102,7 +117,13 @@ def hex_to_array(values: list[str], algorithm: str) -> tuple[np.ndarray, np.ndar
         if len(value) == DIGESTS[algorithm]:
             raw += value
             good.append(i)
-    return np.frombuffer(bytes(raw), dtype=digest_dtype(algorithm)), np.array(good, np.intp)
+    return bytes(raw), good
+
+
+def hex_to_array(values: list[str], algorithm: str) -> tuple[np.ndarray, np.ndarray]:
+    """Hex strings -> (array of raw digests, positions of the valid ones)."""
+    raw, good = hex_to_raw(values, algorithm)
+    return np.frombuffer(raw, dtype=digest_dtype(algorithm)), np.asarray(good, np.intp)
 
 
 @dataclass(frozen=True)
@@ -148,6 +169,7 @@ class HashSetIndex:
         self.manifest: dict[str, Any] = json.loads((self.folder / MANIFEST).read_text("utf-8"))
         self._near_cache: dict[str, tuple[Any, np.ndarray] | None] = {}
         self._kept: dict[str, np.ndarray] = {}  # lookup tables kept mapped (see _table)
+        self._kept_raw: dict[str, mmap.mmap] = {}  # the same, for the compiled helper
 
     @property
     def algorithms(self) -> list[str]:
@@ -175,6 +197,40 @@ class HashSetIndex:
                 self._kept[name] = array
                 weakref.finalize(self, _KEPT.give, array.nbytes)
         return array
+
+    def find(self, algorithm: str, raw: bytes) -> list[tuple[int, int]] | None:
+        """Search raw digests (end to end) with the compiled helper: ``(query, entry)``
+        pairs, by query, then entry number (``lookup``'s hits, in that order); ``None``
+        when the helper was not built (``lookup`` answers then). No numpy: a scan's parent
+        that matches only exact digests never imports it (0.2-0.3 s of its start, spent
+        while the listing starts and the first results wait)."""
+        module = helper()
+        if module is None:
+            return None
+        if algorithm not in self.manifest["algorithms"] or not raw:
+            return []
+        digests = self._raw_table(f"{algorithm}.digests")
+        if digests is None:
+            return []
+        entries = _raw_map(self.folder / f"{algorithm}.entries")  # mapped per lookup (entries)
+        try:
+            pairs: list[tuple[int, int]] = module.lookup(
+                digests, entries if entries is not None else b"", DIGESTS[algorithm], raw
+            )
+        finally:
+            if entries is not None:
+                entries.close()
+        return pairs
+
+    def _raw_table(self, name: str) -> mmap.mmap | None:
+        """A search table as a plain map, kept as ``_table`` keeps its arrays."""
+        mapped = self._kept_raw.get(name)
+        if mapped is None:
+            mapped = _raw_map(self.folder / name)
+            if mapped is not None and _KEPT.take(len(mapped)):
+                self._kept_raw[name] = mapped
+                weakref.finalize(self, _KEPT.give, len(mapped))
+        return mapped
 
     def lookup(self, algorithm: str, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Search raw digests; returns ``(query_positions, entries)``, one pair per hit.

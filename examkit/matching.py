@@ -24,10 +24,11 @@ from . import custody
 from .case import Case, dumps
 from .categories import describe
 from .clock import utc_now
-from .hashdb import EntryRecord, HashSetIndex, hex_to_array
+from .hashdb import EntryRecord, HashSetIndex, digest_dtype, hex_to_raw
 from .hashformat import DIGESTS, PERCEPTUAL
 from .lazy import LazyModule
 from .models import HashSetInfo, MatchCounts
+from .native import helper
 
 if TYPE_CHECKING:
     import numpy as np
@@ -143,10 +144,17 @@ class Matcher:
     def __bool__(self) -> bool:
         return bool(self.sets)
 
-    def prepare(self) -> None:
-        """Import what lookups need (numpy) on a thread of its own, when there are sets: for
-        a scan's parent while its listing starts (its first results then wait for none)."""
-        if self.sets and isinstance(np, LazyModule):
+    def prepare(self, perceptual: bool = True) -> None:
+        """Import what lookups need (numpy) on a thread of its own, when they will need it:
+        for a scan's parent while its listing starts (its first results then wait for
+        none). Exact matching needs it only without the compiled helper (``HashSetIndex.
+        find``); near matching needs it when the scan computes perceptual hashes
+        (``perceptual``) and a set holds some."""
+        if not self.sets or not isinstance(np, LazyModule):
+            return
+        listed = {a for s in self.sets for a in s.index.manifest["algorithms"]}
+        near = perceptual and self.near.enabled and bool(listed & set(PERCEPTUAL))
+        if near or helper() is None:
             np.load_in_background()
 
     def rows(self, files: Sequence[FileDigests], run_id: int | None) -> list[tuple[Any, ...]]:
@@ -160,15 +168,19 @@ class Matcher:
                 continue
             position = _POSITION[algorithm]
             values = [str(f[position] or "") for f in files]
-            queries, valid = hex_to_array(values, algorithm)
-            if len(queries) == 0:
+            raw, valid = hex_to_raw(values, algorithm)
+            if not valid:
                 continue
             for case_set in sets:
-                q_pos, found = case_set.index.lookup(algorithm, queries)
-                entries = found.tolist()
+                pairs = case_set.index.find(algorithm, raw)
+                if pairs is None:  # no compiled helper: numpy's search, in the same order
+                    queries = np.frombuffer(raw, dtype=digest_dtype(algorithm))
+                    q_pos, found = case_set.index.lookup(algorithm, queries)
+                    pairs = sorted(zip(q_pos.tolist(), found.tolist(), strict=True))
+                entries = [entry for _, entry in pairs]
                 self._gather(case_set, entries)
-                for q, entry in zip(q_pos.tolist(), entries, strict=True):
-                    f = files[int(valid[q])]
+                for q, entry in pairs:
+                    f = files[valid[q]]
                     out.append(self._row(case_set, algorithm, f, entry, run_id, now))
         if self.near.enabled:
             out.extend(self._near_rows(files, run_id, now, {(r[0], r[1], r[5]) for r in out}))

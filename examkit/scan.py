@@ -277,7 +277,7 @@ def _scan_one(
                 job = executor.submit(list_evidence, str(case.path), item.evidence_id,
                                       item.container.name, tuple(str(p) for p in item.paths),
                                       listing)  # fmt: skip
-                matcher.prepare()  # while the listing's first entries are committed
+                matcher.prepare(options.perceptual)  # while the listing's first entries go in
             else:
                 plan_evidence(case, reg, item.evidence_id, media, progress, listing)
     dispatch = Dispatch(case, run_id, executor, options, progress, matcher)

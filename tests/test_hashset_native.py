@@ -278,3 +278,42 @@ def test_text_pieces_end_at_line_ends_whatever_the_chunk_edges(
                 seen.append(bytes(held.pop(0)))
     seen += [bytes(p) for p in held]
     assert b"".join(seen) == b"\n".join(lines) + b"\n"
+
+
+def test_index_find_gives_the_hits_of_the_numpy_search(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``HashSetIndex.find`` (a scan's exact matching) against ``lookup`` (numpy) and
+    against the set's own lines: every algorithm, a digest listed 21 times (its first 16
+    entries), queries repeated, unsorted, unknown."""
+    import numpy as np
+
+    from examkit.hashdb import HashSetIndex, digest_dtype, hex_to_raw
+
+    rng = random.Random(11)
+    blobs = [b"f%d" % i for i in range(2000)]
+    lines = [f"{i},{hashlib.md5(b).hexdigest()},{hashlib.sha1(b).hexdigest()},"
+             f"{hashlib.sha256(b).hexdigest()},/f/{i}" for i, b in enumerate(blobs)]  # fmt: skip
+    lines += [lines[5].rsplit(",", 1)[0] + f",/copy/{i}" for i in range(20)]  # 21 entries
+    source = tmp_path / "set.hashdeep"
+    source.write_text("%%%% HASHDEEP-1.0\n%%%% size,md5,sha1,sha256,filename\n"
+                      + "\n".join(lines) + "\n")  # fmt: skip
+    index = HashSetIndex(_import(capsys, source, "deep", "known-good"))
+    for column, algorithm in enumerate(("md5", "sha1", "sha256"), start=1):
+        listed: dict[str, list[int]] = {}
+        for entry, line in enumerate(lines):
+            listed.setdefault(line.split(",")[column], []).append(entry)
+        known = list(listed)
+        values = [rng.choice(known) if rng.random() < 0.6 else f"{rng.getrandbits(256):064x}"
+                  [: 2 * len(bytes.fromhex(known[0]))] for _ in range(700)]  # fmt: skip
+        values += [known[5]] * 3  # the digest listed 21 times, asked for three times
+        rng.shuffle(values)
+        raw, valid = hex_to_raw(values, algorithm)
+        assert valid == list(range(len(values)))
+        found = index.find(algorithm, raw)
+        q_pos, entries = index.lookup(algorithm, np.frombuffer(raw, digest_dtype(algorithm)))
+        assert found == sorted(zip(q_pos.tolist(), entries.tolist(), strict=True))
+        expected = [(q, e) for q, v in enumerate(values) for e in listed.get(v, [])[:16]]
+        assert found == expected
+        assert sum(1 for q, _ in found if values[q] == known[5]) == 3 * 16
+    assert index.find("md5", b"") == []

@@ -337,3 +337,50 @@ def test_vectorised_lookup_output_equals_the_per_line_output(
     monkeypatch.setattr(lookup_output, "_tsv", lambda *args: None)
     per_line = run(capsys, "hashset", "lookup", "s", "-f", str(queries))
     assert vectorised == per_line and vectorised[1].count("\n") == 34
+
+
+def test_exact_matching_without_the_compiled_helper_records_the_same_matches(
+    capsys: pytest.CaptureFixture[str],
+    fixture_images: Path,
+    tmp_path: Path,
+    sets: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The matcher's two searches (the compiled helper, numpy where it was not built) record
+    the same rows, in the same order; a scan's parent that matches exact digests only
+    (``--no-perceptual``) never imports numpy when the helper is there."""
+    import subprocess
+    import sys
+
+    from examkit import hashdb, matching, native
+
+    import_sets(capsys, sets)
+    columns = ("file_id, hashset_id, kind, algorithm, digest, entry, alert, category,"
+               " entry_name, entry_size, size_matches, metadata")  # fmt: skip
+    recorded = []
+    for helper in ("built", "absent"):
+        if helper == "absent":
+            monkeypatch.setattr(hashdb, "helper", lambda: None)
+            monkeypatch.setattr(matching, "helper", lambda: None)
+        case = tmp_path / f"{helper}.sqlite"
+        code, _, err = run(capsys, "scan", str(fixture_images / "ntfs.raw"), "--case", str(case),
+                           "--workers", "0", "--no-verify")  # fmt: skip
+        assert code == 0, err
+        recorded.append(rows(case, f"SELECT {columns} FROM matches ORDER BY match_id"))
+    assert recorded[0] == recorded[1]
+    assert {r["kind"] for r in recorded[0]} == {"known_bad", "known_good"}
+    if native.helper() is None:
+        return
+    probe = (
+        "import sys; from examkit.cli.entry import main; code = main(sys.argv[1:]);"
+        " sys.stderr.write('numpy imported: %s' % ('numpy' in sys.modules)); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "scan", str(fixture_images / "ntfs.raw"), "--case",
+         str(tmp_path / "lean.sqlite"), "--no-verify", "--no-perceptual", "--workers", "1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "numpy imported: False" in done.stderr
+    lean = rows(tmp_path / "lean.sqlite", "SELECT count(*) AS n FROM matches")[0]["n"]
+    assert lean == len(recorded[0])
