@@ -104,25 +104,39 @@ def test_the_cli_loads_heavy_modules_only_when_needed() -> None:
 
 PREPARE = """
 import json, sys, time
+from types import SimpleNamespace
+from examkit import native
 from examkit.matching import Matcher
+
+def case_set(*algorithms):  # what prepare() reads of a set: the algorithms it lists
+    return SimpleNamespace(index=SimpleNamespace(manifest={"algorithms": list(algorithms)}))
+
+def imported_soon():
+    deadline = time.monotonic() + 5
+    while "numpy" not in sys.modules and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "numpy" in sys.modules
+
 Matcher([]).prepare()  # no sets: nothing to look up, nothing imported
+Matcher([case_set("md5", "pdq")]).prepare(perceptual=False)  # no perceptual hashes computed
+Matcher([case_set("md5", "sha1")]).prepare()  # exact digests: the compiled helper searches
 time.sleep(0.2)
 none = "numpy" in sys.modules
-Matcher([object()]).prepare()  # type: ignore[list-item]
-deadline = time.monotonic() + 5
-while "numpy" not in sys.modules and time.monotonic() < deadline:
-    time.sleep(0.01)
-started = "numpy" in sys.modules  # before any use of it in this thread
+Matcher([case_set("md5", "pdq")]).prepare()  # near matching may need numpy
+started = imported_soon()  # before any use of it in this thread
 from examkit import matching
 matching.np.frombuffer(b"ab", "u1")  # waits for the import if it is still running
-print(json.dumps([none, started]))
+print(json.dumps([none, started, native.helper() is not None]))
 """
 
 
-def test_a_matcher_with_sets_imports_numpy_before_its_first_lookup() -> None:
-    """The scan's parent calls ``Matcher.prepare`` as its listing starts: numpy is imported
-    on a thread of its own while the parent waits for the first entries, not when the
-    first results come back."""
+def test_a_matcher_imports_numpy_before_its_first_lookup_only_if_it_needs_it() -> None:
+    """The scan's parent calls ``Matcher.prepare`` as its listing starts: when its lookups
+    will need numpy (near matching on a set holding perceptual hashes, or exact matching
+    without the compiled helper), numpy is imported on a thread of its own while the parent
+    waits for the first entries, not when the first results come back; otherwise never."""
     out = subprocess.run([sys.executable, "-c", PREPARE], capture_output=True, text=True,
                          check=True)  # fmt: skip
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True]
+    none, started, helper = json.loads(out.stdout.strip().splitlines()[-1])
+    assert started
+    assert none == (not helper)  # with the helper built, none of the three imported numpy
