@@ -55,23 +55,10 @@ def _map(path: Path, dtype: Any, shape: tuple[int, ...] | None = None) -> np.nda
     """A read-only memory map; an empty array for an empty or missing file.
 
     Most are made for one lookup and dropped after it (pages a long scan's lookups touched
-    would otherwise stay in its memory; see ``HashSetIndex._table``), so made lean:
+    would otherwise stay in its memory; see ``HashSetIndex._raw_table``), so made lean:
     ``mmap`` under ``numpy.frombuffer``, 55 microseconds against 197 for ``numpy.memmap``
     (which also reopens the file by name); the array holds the map, closed with it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        fd = -1
-    try:
-        size = os.fstat(fd).st_size if fd >= 0 else 0
-        if size == 0:
-            return np.zeros((0,) + (shape[1:] if shape else ()), dtype=dtype)
-        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    array = np.frombuffer(mapped, dtype=dtype)
-    return array.reshape(shape) if shape else array
+    return _as_array(_raw_map(path), dtype, shape)
 
 
 def _raw_map(path: Path) -> mmap.mmap | None:
@@ -85,6 +72,15 @@ def _raw_map(path: Path) -> mmap.mmap | None:
         return mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
     finally:
         os.close(fd)
+
+
+def _as_array(mapped: mmap.mmap | None, dtype: Any, shape: tuple[int, ...] | None = None
+              ) -> np.ndarray:  # fmt: skip
+    """A map's bytes as an array (no copy); an empty array for no map."""
+    if mapped is None:
+        return np.zeros((0,) + (shape[1:] if shape else ()), dtype=dtype)
+    array = np.frombuffer(mapped, dtype=dtype)
+    return array.reshape(shape) if shape else array
 
 
 def prefixes(digests: np.ndarray) -> np.ndarray:
@@ -168,8 +164,7 @@ class HashSetIndex:
         self.folder = Path(folder)
         self.manifest: dict[str, Any] = json.loads((self.folder / MANIFEST).read_text("utf-8"))
         self._near_cache: dict[str, tuple[Any, np.ndarray] | None] = {}
-        self._kept: dict[str, np.ndarray] = {}  # lookup tables kept mapped (see _table)
-        self._kept_raw: dict[str, mmap.mmap] = {}  # the same, for the compiled helper
+        self._kept: dict[str, mmap.mmap] = {}  # search tables kept mapped (see _raw_table)
 
     @property
     def algorithms(self) -> list[str]:
@@ -184,19 +179,24 @@ class HashSetIndex:
         return self._table(f"{algorithm}.entries", np.dtype("<u4"), keep=False)
 
     def _table(self, name: str, dtype: Any, keep: bool = True) -> np.ndarray:
-        """A search table of the set (digests, prefixes), mapped. Kept mapped for the next
-        lookups while the tables this process keeps stay within ``KEEP_MAPPED`` bytes in
-        all (a map made per lookup costs its first touch of every page again: 2.2-2.4 ms
+        """A search table of the set (digests, prefixes) as an array over its map
+        (``_raw_table``)."""
+        return _as_array(self._raw_table(name, keep), dtype)
+
+    def _raw_table(self, name: str, keep: bool = True) -> mmap.mmap | None:
+        """A table of the set, mapped (None when empty or missing). Kept mapped for the
+        next lookups while the tables this process keeps stay within ``KEEP_MAPPED`` bytes
+        in all (a map made per lookup costs its first touch of every page again: 2.2-2.4 ms
         against 0.4 ms for 256 queries in a 1,000,000-digest set, 219 page faults each
-        time); larger ones are mapped for each lookup, so the pages a long scan touches
-        stay bounded."""
-        array = self._kept.get(name)
-        if array is None:
-            array = _map(self.folder / name, dtype)
-            if keep and _KEPT.take(array.nbytes):
-                self._kept[name] = array
-                weakref.finalize(self, _KEPT.give, array.nbytes)
-        return array
+        time); larger ones, and those not to ``keep``, are mapped for each lookup, so the
+        pages a long scan touches stay bounded."""
+        mapped = self._kept.get(name)
+        if mapped is None:
+            mapped = _raw_map(self.folder / name)
+            if keep and mapped is not None and _KEPT.take(len(mapped)):
+                self._kept[name] = mapped
+                weakref.finalize(self, _KEPT.give, len(mapped))
+        return mapped
 
     def find(self, algorithm: str, raw: bytes) -> list[tuple[int, int]] | None:
         """Search raw digests (end to end) with the compiled helper: ``(query, entry)``
@@ -212,25 +212,11 @@ class HashSetIndex:
         digests = self._raw_table(f"{algorithm}.digests")
         if digests is None:
             return []
-        entries = _raw_map(self.folder / f"{algorithm}.entries")  # mapped per lookup (entries)
-        try:
-            pairs: list[tuple[int, int]] = module.lookup(
-                digests, entries if entries is not None else b"", DIGESTS[algorithm], raw
-            )
-        finally:
-            if entries is not None:
-                entries.close()
+        entries = self._raw_table(f"{algorithm}.entries", keep=False)  # (see ``entries``)
+        pairs: list[tuple[int, int]] = module.lookup(
+            digests, entries if entries is not None else b"", DIGESTS[algorithm], raw
+        )
         return pairs
-
-    def _raw_table(self, name: str) -> mmap.mmap | None:
-        """A search table as a plain map, kept as ``_table`` keeps its arrays."""
-        mapped = self._kept_raw.get(name)
-        if mapped is None:
-            mapped = _raw_map(self.folder / name)
-            if mapped is not None and _KEPT.take(len(mapped)):
-                self._kept_raw[name] = mapped
-                weakref.finalize(self, _KEPT.give, len(mapped))
-        return mapped
 
     def lookup(self, algorithm: str, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Search raw digests; returns ``(query_positions, entries)``, one pair per hit.
