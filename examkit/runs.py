@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,7 +37,56 @@ def platform_name() -> str:
     return platform.platform()
 
 
+class _Ahead:
+    """``tool_versions()`` worked out in a thread while a command sets itself up: most of
+    its ~30 ms is waiting (``ldconfig``, which python-magic runs to find libmagic; reading
+    and hashing libmagic's database), which then overlaps the parent's own start instead of
+    delaying the run's first job. Its answer is used once, by the next ``tool_versions()``
+    of this process, which otherwise (or if the thread failed) works it out itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._value: dict[str, str] | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and self._value is None:
+                self._thread = threading.Thread(target=self._run, name="examkit-versions",
+                                                daemon=True)  # fmt: skip
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = _tool_versions()
+        except Exception:  # worked out again, and raised, by the caller
+            self._value = None
+
+    def take(self) -> dict[str, str] | None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return None
+        thread.join()
+        value, self._value = self._value, None
+        return value
+
+
+_ahead = _Ahead()
+
+
+def tool_versions_ahead() -> None:
+    """Start working out the versions the next run records (see ``_Ahead``)."""
+    _ahead.start()
+
+
 def tool_versions() -> dict[str, str]:
+    """The versions of every tool a run's results depend on, recorded with the run."""
+    ahead = _ahead.take()
+    return ahead if ahead is not None else _tool_versions()
+
+
+def _tool_versions() -> dict[str, str]:
     import pyewf
     import pytsk3
 

@@ -45,7 +45,7 @@ from .plan import (
 )
 from .plugins import Registry, registry
 from .query import grouped_counts
-from .runs import check_unchanged, finish_run, start_run
+from .runs import check_unchanged, finish_run, start_run, tool_versions_ahead
 from .worker import hash_whole_media, list_evidence
 
 
@@ -100,6 +100,7 @@ def scan(
 ) -> ScanSummary:
     """Scan image files into a case (created if missing); see docs/cli.md ``scan``."""
     options = options or ScanOptions()
+    tool_versions_ahead()  # recorded when the run opens; mostly waits, done meanwhile
     reg = registry()
     started = time.monotonic()
     # The executor first: local workers start (an interpreter importing the evidence

@@ -321,6 +321,40 @@ def test_the_recorded_platform_is_platforms_own_string(monkeypatch: pytest.Monke
     assert tool_versions()["platform"] == expected
 
 
+def test_versions_worked_out_ahead_are_used_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tool_versions_ahead`` works the versions out in a thread; the next
+    ``tool_versions()`` takes that answer (the same as working them out inline), the one
+    after works them out again, and a thread that failed leaves it to the caller."""
+    import threading
+
+    from examkit import runs
+
+    inline = runs.tool_versions()
+    calls: list[str] = []
+    real = runs._tool_versions
+
+    def counted() -> dict[str, str]:
+        calls.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(runs, "_tool_versions", counted)
+    runs.tool_versions_ahead()
+    assert runs.tool_versions() == inline
+    assert calls == ["examkit-versions"]
+    assert runs.tool_versions() == inline
+    assert calls == ["examkit-versions", threading.current_thread().name]
+
+    def broken() -> dict[str, str]:
+        calls.append(threading.current_thread().name)
+        raise OSError("no ldconfig here")
+
+    monkeypatch.setattr(runs, "_tool_versions", broken)
+    runs.tool_versions_ahead()
+    with pytest.raises(OSError, match="no ldconfig"):
+        runs.tool_versions()  # worked out again by the caller, whose error it is
+    assert calls[-2:] == ["examkit-versions", threading.current_thread().name]
+
+
 def test_the_state_read_ahead_is_the_state_and_closes_the_scan(
     fixture_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
