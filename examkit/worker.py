@@ -161,6 +161,18 @@ def _lowered_if_settled(fn: Callable[..., T], *args: Any) -> T:
 # ``TYPE_BATCH_BYTES`` (1 MiB held did better than 256 KiB or 4 MiB in 3 rounds of 4).
 TYPE_BATCH = 256
 TYPE_BATCH_BYTES = 1 << 20
+# Within such a batch, every head is typed before the rest of any stream's result is made
+# (its extension checked, what its chunks are kept for decided), ASCII heads apart from
+# the others and heads that begin alike together: libmagic then runs on through one copy
+# of its database after another instead of between other work. The bench image's 8,061
+# small streams in one process, alternated unit by unit: 134-135 -> 126-128 us a stream
+# typed first, and 2.7-5.7 us less again in this order (25,230: 218 -> 210, 4.5 less).
+# The order changes no answer: each head's type is its own (filetype.detect_mime).
+
+
+def _typing_order(item: tuple[int, StreamDigest, _Keeper]) -> tuple[bool, bytes]:
+    head = item[1].head
+    return head.isascii(), head[:2]
 
 
 def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
@@ -191,6 +203,9 @@ def _hash_unit(unit: WorkUnit) -> list[StreamResult]:
 
     def finish_untyped() -> None:
         nonlocal held
+        for _, digest, keeper in sorted(untyped, key=_typing_order):
+            heartbeat()
+            keeper.type_head(digest)  # every head first, those alike together (see above)
         for place, digest, keeper in untyped:
             heartbeat()
             results[place] = finish(digest, keeper)
@@ -258,7 +273,8 @@ class _Keeper:
     def __init__(self, task: Any, image_hashers: list[Any], formats: list[ArchiveFormat]) -> None:
         self.task, self.image_hashers, self.formats = task, image_hashers, formats
         self.mime: str | None = None
-        self.typed = False
+        self.head_typed = False  # ``mime`` is the head's type
+        self.typed = False  # ... and what the chunks are kept for is decided
         self.held: list[bytes] = []
         self.image_chunks: list[bytes] | None = None
         self.archive_format: ArchiveFormat | None = None
@@ -291,8 +307,16 @@ class _Keeper:
             self._decide(digest)
         return self.mime
 
+    def type_head(self, digest: StreamDigest) -> None:
+        """Type the head now (a stream read whole); what the chunks are kept for is decided
+        when the stream is finished."""
+        if not self.typed and not self.head_typed:
+            self.mime, self.head_typed = detect_mime(digest.head), True
+
     def _decide(self, digest: StreamDigest) -> None:
-        self.typed, self.mime = True, detect_mime(digest.head)
+        self.typed = True
+        if not self.head_typed:
+            self.mime, self.head_typed = detect_mime(digest.head), True
         held, self.held = self.held, []
         if self.image_hashers and self.mime in IMAGE_MIMES and self.task.size <= MAX_IMAGE_BYTES:
             self.image_chunks = held

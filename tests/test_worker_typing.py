@@ -50,10 +50,12 @@ class _FakeFs:
             yield chunk
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, streams: dict[int, list[bytes]]) -> tuple[
-    list[tuple[str, Any]], list[Any]
-]:  # fmt: skip
-    log: list[tuple[str, Any]] = []
+def _run(
+    monkeypatch: pytest.MonkeyPatch,
+    streams: dict[int, list[bytes]],
+    log: list[tuple[str, Any]] | None = None,
+) -> tuple[list[tuple[str, Any]], list[Any]]:
+    log = [] if log is None else log
     fs = _FakeFs(streams, log)
     heads = {chunks[0][:HEAD_SIZE]: inode for inode, chunks in streams.items()}
     monkeypatch.setattr(worker, "_media", lambda container, paths: None)
@@ -126,3 +128,24 @@ def test_a_stream_that_fails_keeps_its_place(monkeypatch: pytest.MonkeyPatch) ->
     assert [(r.file_id, r.status) for r in results] == [(1, "ok"), (2, "error"), (3, "ok")]
     assert "unreadable run" in (results[1].error or "")
     assert results[0].mime == results[2].mime == "text/plain"
+
+
+def test_a_batch_is_typed_whole_ascii_heads_apart_and_alike_heads_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every head of a batch is typed before any stream's result is made; non-ASCII heads
+    first, then ASCII ones, each group by its first bytes (libmagic runs on through one
+    copy of its database after another); the results stay in the unit's order."""
+    png, jpeg = b"\x89PNG\r\n\x1a\n" + bytes(100), b"\xff\xd8\xff\xe0" + bytes(100)
+    streams = {1: [png], 2: [b"hello\n" * 20], 3: [jpeg], 4: [png + b"!"], 5: [b"world\n" * 20]}
+    log: list[tuple[str, Any]] = []
+
+    def checked(name: str, mime: str | None) -> None:
+        log.append(("finish", name))
+
+    monkeypatch.setattr(worker, "extension_mismatch", checked)
+    log, results = _run(monkeypatch, streams, log)
+    assert [what for kind, what in log if kind == "type"] == [1, 4, 3, 2, 5]
+    assert [kind for kind, _ in log] == ["read"] * 5 + ["type"] * 5 + ["finish"] * 5
+    assert [what for kind, what in log if kind == "finish"] == [f"f{i}.bin" for i in range(1, 6)]
+    assert [r.file_id for r in results] == [1, 2, 3, 4, 5]
