@@ -43,10 +43,17 @@ static uint32_t take(Reader *r, int size) {
     return v;
 }
 
-static int pairs_present(const uint8_t *pairs, const unsigned char *lit, Py_ssize_t len) {
+/* A head's tables of byte pairs and of (hashed) byte triples: one byte per entry, which
+ * holds the head's mark when the head has it. A byte per entry is written with a plain
+ * store (bits took a read, an OR and a write each: half of the time of a check), and a
+ * new head takes the next mark instead of clearing the table (cleared once in 255). */
+enum { TABLE = 1 << 16 };
+
+static int pairs_present(const uint8_t *pairs, uint8_t mark, const unsigned char *lit,
+                         Py_ssize_t len) {
     for (Py_ssize_t i = 0; i + 1 < len; i++) {
         unsigned idx = ((unsigned)lit[i] << 8) | lit[i + 1];
-        if (!(pairs[idx >> 3] & (1u << (idx & 7)))) return 0;
+        if (pairs[idx] != mark) return 0;
     }
     return 1;
 }
@@ -56,12 +63,21 @@ static inline unsigned triple(const unsigned char *s) { /* 16 bits of a byte tri
     return (v * 2654435761u) >> 16;
 }
 
-static int triples_present(const uint8_t *tris, const unsigned char *lit, Py_ssize_t len) {
+static int triples_present(const uint8_t *tris, uint8_t mark, const unsigned char *lit,
+                           Py_ssize_t len) {
     for (Py_ssize_t i = 0; i + 2 < len; i++) {
-        unsigned idx = triple(lit + i);
-        if (!(tris[idx >> 3] & (1u << (idx & 7)))) return 0;
+        if (tris[triple(lit + i)] != mark) return 0;
     }
     return 1;
+}
+
+/* The next mark of a table: a table whose marks are used up is cleared first. */
+static uint8_t next_mark(uint8_t *table, uint8_t *mark) {
+    if (++*mark == 0) {
+        memset(table, 0, TABLE);
+        *mark = 1;
+    }
+    return *mark;
 }
 
 /* The head as the literals are compared: case-folded, with a table of its byte pairs and
@@ -73,6 +89,7 @@ typedef struct {
     const unsigned char *src;
     const unsigned char *buf;
     const uint8_t *pairs, *tris;
+    uint8_t pair_mark, tri_mark;
     Py_ssize_t n;
     int ready, failed;
     unsigned char *own_buf; /* a head too long for the kept one: its own, freed after */
@@ -87,27 +104,22 @@ static inline unsigned char fold(unsigned char c) { /* ASCII lower case */
  * guards, then the candidates; the ASCII check, then the keyed rules), and the second call
  * finds its folded copy and pair table made. Reused only for the very same bytes; every
  * call holds the GIL, so one at a time. */
-enum { KEPT_MAX = 8192, PAIR_BYTES = 8192 /* one bit per byte pair */, TRI_BYTES = 8192 };
+enum { KEPT_MAX = 8192 };
 static unsigned char kept_src[KEPT_MAX], kept_buf[KEPT_MAX];
-static uint8_t kept_pairs[PAIR_BYTES], kept_tris[TRI_BYTES];
+static uint8_t kept_pairs[TABLE], kept_tris[TABLE], kept_pair_mark, kept_tri_mark;
 static Py_ssize_t kept_n = -1;
 static int kept_tris_made; /* the triples of the kept head are marked (made on first need:
                             * a binary head's pairs reject most literals alone) */
 
 static void fold_and_pair(const unsigned char *restrict src, Py_ssize_t n, unsigned char *restrict buf,
-                          uint8_t *pairs) {
+                          uint8_t *restrict pairs, uint8_t mark) {
     for (Py_ssize_t i = 0; i < n; i++) buf[i] = fold(src[i]); /* vectorised at -O3 */
-    for (Py_ssize_t i = 0; i + 1 < n; i++) {
-        unsigned idx = ((unsigned)buf[i] << 8) | buf[i + 1];
-        pairs[idx >> 3] |= (uint8_t)(1u << (idx & 7));
-    }
+    for (Py_ssize_t i = 0; i + 1 < n; i++) pairs[((unsigned)buf[i] << 8) | buf[i + 1]] = mark;
 }
 
-static void mark_triples(const unsigned char *buf, Py_ssize_t n, uint8_t *tris) {
-    for (Py_ssize_t i = 0; i + 2 < n; i++) {
-        unsigned idx = triple(buf + i);
-        tris[idx >> 3] |= (uint8_t)(1u << (idx & 7));
-    }
+static void mark_triples(const unsigned char *restrict buf, Py_ssize_t n, uint8_t *restrict tris,
+                         uint8_t mark) {
+    for (Py_ssize_t i = 0; i + 2 < n; i++) tris[triple(buf + i)] = mark;
 }
 
 static int prepare(Head *h) {
@@ -117,22 +129,23 @@ static int prepare(Head *h) {
         if (h->n != kept_n || memcmp(h->src, kept_src, (size_t)h->n) != 0) {
             kept_n = -1; /* (never left half made) */
             kept_tris_made = 0;
-            memset(kept_pairs, 0, sizeof kept_pairs);
-            fold_and_pair(h->src, h->n, kept_buf, kept_pairs);
+            fold_and_pair(h->src, h->n, kept_buf, kept_pairs, next_mark(kept_pairs, &kept_pair_mark));
             memcpy(kept_src, h->src, (size_t)h->n);
             kept_n = h->n;
         }
         h->buf = kept_buf;
         h->pairs = kept_pairs;
+        h->pair_mark = kept_pair_mark;
         return 1;
     }
     h->own_buf = PyMem_Malloc((size_t)h->n);
-    h->own_pairs = PyMem_Calloc(PAIR_BYTES, 1);
+    h->own_pairs = PyMem_Calloc(TABLE, 1);
     if (h->own_buf == NULL || h->own_pairs == NULL) {
         h->failed = 1;
         return 0;
     }
-    fold_and_pair(h->src, h->n, h->own_buf, h->own_pairs);
+    h->pair_mark = 1;
+    fold_and_pair(h->src, h->n, h->own_buf, h->own_pairs, h->pair_mark);
     h->buf = h->own_buf;
     h->pairs = h->own_pairs;
     return 1;
@@ -143,15 +156,16 @@ static const uint8_t *triples(Head *h) {
     if (h->tris != NULL) return h->tris;
     if (h->buf == kept_buf) {
         if (!kept_tris_made) {
-            memset(kept_tris, 0, sizeof kept_tris);
-            mark_triples(kept_buf, h->n, kept_tris);
+            mark_triples(kept_buf, h->n, kept_tris, next_mark(kept_tris, &kept_tri_mark));
             kept_tris_made = 1;
         }
+        h->tri_mark = kept_tri_mark;
         return h->tris = kept_tris;
     }
-    h->own_tris = PyMem_Calloc(TRI_BYTES, 1);
+    h->own_tris = PyMem_Calloc(TABLE, 1);
     if (h->own_tris == NULL) return NULL;
-    mark_triples(h->buf, h->n, h->own_tris);
+    h->tri_mark = 1;
+    mark_triples(h->buf, h->n, h->own_tris, h->tri_mark);
     return h->tris = h->own_tris;
 }
 
@@ -176,11 +190,11 @@ static int found(int mode, uint32_t offset, const unsigned char *lit, Py_ssize_t
     if (len > n) return 0;
     if (!prepare(h)) return -1;
     const unsigned char *buf = h->buf;
-    if (!pairs_present(h->pairs, lit, len)) return 0;
+    if (!pairs_present(h->pairs, h->pair_mark, lit, len)) return 0;
     if (len >= 3) {
         const uint8_t *tris = triples(h);
         if (tris == NULL) return -1;
-        if (!triples_present(tris, lit, len)) return 0;
+        if (!triples_present(tris, h->tri_mark, lit, len)) return 0;
     }
     if (mode == ANYWHERE) return memmem(buf, (size_t)n, lit, (size_t)len) != NULL;
     /* LINE_START: at the start of the head or just after a newline */
@@ -253,7 +267,7 @@ static PyObject *check(PyObject *args, int mode) {
         PyBuffer_Release(&head);
         return NULL;
     }
-    Head h = {head.buf, NULL, NULL, NULL, head.len, 0, 0, NULL, NULL, NULL};
+    Head h = {.src = head.buf, .n = head.len};
     int64_t result = scan(&prog, &h, mode, hits);
     release(&h);
     PyBuffer_Release(&prog);
@@ -505,7 +519,7 @@ static PyObject *check_program(Program *p, PyObject *head_obj, int mode) {
     if (PyObject_GetBuffer(head_obj, &head, PyBUF_SIMPLE) < 0) return NULL;
     Py_ssize_t n = head.len;
     uint8_t hits_local[4096];
-    Head h = {head.buf, NULL, NULL, NULL, n, 0, 0, NULL, NULL, NULL};
+    Head h = {.src = head.buf, .n = n};
     uint8_t *hit = p->rules <= sizeof hits_local ? hits_local : PyMem_Malloc(p->rules);
     PyObject *result = NULL;
     if (hit == NULL) {

@@ -181,6 +181,22 @@ def test_compiled_check_equals_the_python_one(typer: magic_subset.TextMagic) -> 
         assert native.possible(typer.program, head) is expected
 
 
+def test_heads_longer_than_the_kept_one_and_many_in_a_row_are_checked_alike(
+    typer: magic_subset.TextMagic,
+) -> None:
+    """A head over 8 KiB gets tables of its own; 600 heads in a row use up the kept
+    tables' marks twice (each is cleared once in 255 heads): the answers stay the Python
+    check's."""
+    long_heads = [b"x " * 6000 + head for head in _prose(20) + _machine_text(20)]
+    for head in long_heads + _prose(300) + _machine_text(300):
+        expected = magic_subset.possible(typer.subset.conditions, head)
+        assert native.possible(typer.program, head) is expected
+        assert native.which(typer.keyed_program, head) == magic_subset.which(
+            typer.subset.keyed, head
+        )
+    assert min(map(len, long_heads)) > 8192
+
+
 def test_a_malformed_program_is_refused() -> None:
     program = magic_subset.pack(((((Literal(ANYWHERE, 0, b"abcdef")),),),))
     assert native.possible(program, b"xx abcdef yy") is True
