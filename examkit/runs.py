@@ -51,7 +51,7 @@ class _Ahead:
 
     def start(self) -> None:
         with self._lock:
-            if self._thread is None and self._value is None:
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="examkit-versions",
                                                 daemon=True)  # fmt: skip
                 self._thread.start()

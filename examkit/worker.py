@@ -313,13 +313,12 @@ class _Keeper:
     def type_head(self, digest: StreamDigest) -> None:
         """Type the head now (a stream read whole); what the chunks are kept for is decided
         when the stream is finished."""
-        if not self.typed and not self.head_typed:
+        if not self.head_typed:
             self.mime, self.head_typed = detect_mime(digest.head), True
 
     def _decide(self, digest: StreamDigest) -> None:
+        self.type_head(digest)
         self.typed = True
-        if not self.head_typed:
-            self.mime, self.head_typed = detect_mime(digest.head), True
         held, self.held = self.held, []
         if self.image_hashers and self.mime in IMAGE_MIMES and self.task.size <= MAX_IMAGE_BYTES:
             self.image_chunks = held
